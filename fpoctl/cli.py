@@ -1,0 +1,73 @@
+"""The `fpoctl` command line: global options, command groups, and one-line errors."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fpoctl import __version__
+from fpoctl.commands import db, doctor, runs
+from fpoctl.commands.common import err_console
+from fpoctl.errors import FpoctlError
+from fpoctl.settings import Settings
+
+app = typer.Typer(
+    name="fpoctl",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help=(
+        "Reinforcement fine-tuning of flow-matching robot policies with FPO.\n\n"
+        "[bold]fpoctl pull pi0[/] · [bold]fpoctl finetune --task libero-spatial[/] · "
+        "[bold]fpoctl dash[/] · [bold]fpoctl push RUN --repo me/pi0-fpo[/]"
+    ),
+)
+app.add_typer(runs.app, name="runs")
+app.add_typer(db.app, name="db")
+app.command("doctor")(doctor.doctor)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"fpoctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    home: Annotated[
+        Path | None,
+        typer.Option(envvar="FPOCTL_HOME", help="Home folder: store and runs/<id>/. [default: ~/.fpoctl]"),
+    ] = None,
+    db_url: Annotated[
+        str | None,
+        typer.Option("--db", envvar="FPOCTL_DB",
+                     help="Store as an SQLAlchemy URL. [default: sqlite in the home]"),
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Global options shared by every command."""
+    ctx.obj = Settings.resolve(home, db_url)
+
+
+def main() -> None:
+    """Console-script entry point: user errors become one red line and exit code 1."""
+    try:
+        app()
+    except FpoctlError as exc:
+        err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

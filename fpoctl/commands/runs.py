@@ -1,0 +1,172 @@
+"""`fpoctl runs list|show|rm`: look at and tidy the runs in the store."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from fpoctl.commands.common import (
+    ago,
+    console,
+    duration,
+    open_store,
+    print_json,
+    settings,
+    sparkline,
+)
+from fpoctl.errors import FpoctlError
+from fpoctl.store import Run, Store, display_status
+
+app = typer.Typer(no_args_is_help=True, help="List, inspect and delete runs.")
+
+SUMMARY_KEYS = [
+    "rollout/success_rate", "eval/success_rate", "rollout/return", "env/steps_total",
+    "fpo/ratio_mean", "fpo/clip_frac", "fpo/approx_kl", "critic/q_mean", "critic/q_std",
+    "perf/env_steps_per_s",
+]
+STATUS_STYLE = {"running": "green", "finished": "blue", "failed": "red", "stopped": "yellow",
+                "lost": "magenta", "queued": "dim"}
+
+
+def run_summary(store: Store, runs: list[Run]) -> list[dict]:
+    """One dict per run with the numbers a table shows (status includes `lost`)."""
+    ids = [r.id for r in runs]
+    latest = store.latest_values(ids, SUMMARY_KEYS)
+    best = store.best_values(ids, "eval/success_rate")
+    now = time.time()
+    out = []
+    for r in runs:
+        end = r.finished or (now if r.status == "running" else r.heartbeat)
+        out.append({
+            "id": r.id, "name": r.name, "kind": r.kind, "task": r.task, "policy": r.policy,
+            "status": display_status(r, now), "step": r.step, "total_steps": r.total_steps,
+            "env_steps": latest[r.id].get("env/steps_total"),
+            "success": latest[r.id].get("eval/success_rate",
+                                        latest[r.id].get("rollout/success_rate")),
+            "best_success": best.get(r.id),
+            "return": latest[r.id].get("rollout/return"),
+            "created": r.created, "elapsed": (end - r.started) if r.started and end else None,
+            "error": r.error,
+        })
+    return out
+
+
+def _fmt(v: float | None, pct: bool = False) -> str:
+    if v is None:
+        return "-"
+    return f"{100 * v:.0f}%" if pct else f"{v:.3g}"
+
+
+@app.command("list")
+def list_runs(
+    ctx: typer.Context,
+    status: Annotated[str | None, typer.Option(help="Only runs with this stored status.")] = None,
+    limit: Annotated[int, typer.Option(help="Show at most this many (newest first).")] = 50,
+    json_: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List runs, newest first.
+
+    Example: fpoctl runs list --status running
+    """
+    with open_store(ctx) as store:
+        rows = run_summary(store, store.list_runs(status=status, limit=limit))
+    if json_:
+        print_json(rows)
+        return
+    if not rows:
+        console.print("No runs yet. Start one with [bold]fpoctl finetune --task TASK[/].")
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("id", "name", "kind", "task", "policy", "status", "iter", "env steps",
+                "success", "best", "return", "elapsed", "created"):
+        table.add_column(col, justify="right" if col in ("id", "iter", "env steps") else "left")
+    for r in rows:
+        st = r["status"]
+        it = f"{r['step']}/{r['total_steps']}" if r["total_steps"] else str(r["step"])
+        table.add_row(
+            str(r["id"]), r["name"], r["kind"], r["task"], r["policy"],
+            f"[{STATUS_STYLE.get(st, '')}]{st}[/]", it,
+            _fmt(r["env_steps"]), _fmt(r["success"], pct=True), _fmt(r["best_success"], pct=True),
+            _fmt(r["return"]), duration(r["elapsed"]), ago(r["created"]),
+        )
+    console.print(table)
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    run: Annotated[str, typer.Argument(help="Run id or name.")],
+    json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show one run: config, status, key metrics with sparklines, checkpoints, recent events.
+
+    Example: fpoctl runs show 3
+    """
+    with open_store(ctx) as store:
+        r = store.get_run(run)
+        summary = run_summary(store, [r])[0]
+        curves = {k: [v for _, v in store.series(r.id, k)] for k in SUMMARY_KEYS}
+        ckpts = store.checkpoints(r.id)
+        events = store.events_since(r.id)[-10:]
+    if json_:
+        print_json({
+            **summary, "config": r.config, "seed": r.seed, "git_sha": r.git_sha,
+            "metrics": {k: v[-1] for k, v in curves.items() if v},
+            "checkpoints": [{"step": c.step, "path": c.path, "sha256": c.sha256,
+                             "best": c.is_best} for c in ckpts],
+            "events": [{"time": e.time, "level": e.level, "kind": e.kind,
+                        "message": e.message} for e in events],
+        })
+        return
+    st = summary["status"]
+    console.print(f"[bold]Run {r.id}[/] {r.name}  [{STATUS_STYLE.get(st, '')}]{st}[/]"
+                  f"  ({r.kind}, task {r.task or '-'}, policy {r.policy or '-'}, seed {r.seed})")
+    console.print(f"  created {ago(r.created)}, elapsed {duration(summary['elapsed'])}, "
+                  f"iteration {r.step}" + (f"/{r.total_steps}" if r.total_steps else "")
+                  + (f", git {r.git_sha[:10]}" if r.git_sha else ""))
+    if r.error:
+        console.print(f"  [red]error:[/] {r.error}")
+    table = Table(box=None, header_style="bold", title="metrics", title_justify="left")
+    for col in ("key", "last", "min", "max", "curve"):
+        table.add_column(col)
+    for key, values in curves.items():
+        if values:
+            table.add_row(key, f"{values[-1]:.4g}", f"{min(values):.4g}", f"{max(values):.4g}",
+                          f"[cyan]{sparkline(values)}[/]")
+    if table.row_count:
+        console.print(table)
+    for c in ckpts:
+        console.print(f"  checkpoint step {c.step}{' (best)' if c.is_best else ''}: {c.path}")
+    for e in events:
+        color = {"error": "red", "warning": "yellow"}.get(e.level, "dim")
+        console.print(f"  [{color}]{ago(e.time)} {e.kind}: {e.message}[/]")
+
+
+@app.command("rm")
+def rm(
+    ctx: typer.Context,
+    runs: Annotated[list[str], typer.Argument(help="Run ids or names.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    force: Annotated[bool, typer.Option(help="Also delete runs that are still running.")] = False,
+) -> None:
+    """Delete runs: their rows in the store and their folders (checkpoints, logs).
+
+    Example: fpoctl runs rm 3 4 --yes
+    """
+    cfg = settings(ctx)
+    with open_store(ctx) as store:
+        targets = [store.get_run(ref) for ref in runs]
+        for r in targets:
+            if display_status(r) == "running" and not force:
+                raise FpoctlError(f"run {r.id} is running; stop it first or pass --force")
+        names = ", ".join(f"{r.id} ({r.name})" for r in targets)
+        if not yes and not typer.confirm(f"Delete runs {names} and their files?"):
+            raise typer.Exit(1)
+        for r in targets:
+            store.delete_run(r.id)
+            shutil.rmtree(cfg.run_dir(r.id), ignore_errors=True)
+    console.print(f"Deleted {names}.")

@@ -1,0 +1,18 @@
+"""The run store: SQLAlchemy models and the functions that read and write them."""
+
+from fpoctl.store.api import Store, display_status
+from fpoctl.store.metrics import MetricRow, MetricWriter
+from fpoctl.store.models import Checkpoint, Evaluation, Event, Model, Push, Run
+
+__all__ = [
+    "Checkpoint",
+    "Evaluation",
+    "Event",
+    "MetricRow",
+    "MetricWriter",
+    "Model",
+    "Push",
+    "Run",
+    "Store",
+    "display_status",
+]

@@ -1,0 +1,153 @@
+"""Open the run store: engine, SQLite pragmas, and self-upgrade through alembic under a lock."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from filelock import FileLock, Timeout
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from fpoctl.errors import StoreError
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+BUSY_TIMEOUT_MS = 30_000
+
+
+def alembic_config(connection: sa.Connection | None = None) -> Config:
+    """An alembic Config pointing at the packaged migrations (works from a wheel)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str:
+    """The newest migration this code knows."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head() or ""
+
+
+def _sqlite_path(url: sa.URL) -> Path | None:
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database)
+
+
+def _set_sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA journal_mode = WAL")
+    cur.execute("PRAGMA synchronous = NORMAL")
+    cur.execute("PRAGMA foreign_keys = ON")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine with fpoctl's settings: for SQLite WAL, busy timeout and foreign keys."""
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        raise StoreError(f"not a database URL: {url!r}") from None
+    path = _sqlite_path(parsed)
+    if path is not None:
+        if not path.parent.exists():
+            raise StoreError(f"the folder of the database does not exist: {path.parent}")
+        engine = sa.create_engine(
+            parsed, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+        )
+        event.listen(engine, "connect", _set_sqlite_pragmas)
+        return engine
+    try:
+        return sa.create_engine(parsed, pool_pre_ping=True)
+    except (ImportError, sa.exc.NoSuchModuleError) as exc:
+        raise StoreError(f"cannot use database {parsed.render_as_string()}: {exc}") from None
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The schema revision stored in the database (None for an empty one)."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine, target: str = "head") -> None:
+    """Migrate the schema to `target`, refusing a database newer than this code."""
+    with _migration_lock(engine):
+        _check_not_newer(engine)
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), target)
+
+
+def downgrade(engine: Engine, target: str) -> None:
+    """Migrate the schema down to `target` ("base" empties it)."""
+    with _migration_lock(engine), engine.begin() as conn:
+        command.downgrade(alembic_config(conn), target)
+
+
+def _check_not_newer(engine: Engine) -> None:
+    rev = current_revision(engine)
+    if rev is None:
+        return
+    script = ScriptDirectory.from_config(alembic_config())
+    try:
+        script.get_revision(rev)
+    except Exception:
+        raise StoreError(
+            f"the database schema ({rev}) is newer than this fpoctl knows (head "
+            f"{head_revision()}); upgrade fpoctl (pip install -U fpoctl)"
+        ) from None
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """A file lock beside a SQLite database so two processes never migrate at once."""
+    path = _sqlite_path(engine.url)
+    if path is None:  # server databases serialise DDL inside the migration transaction
+        yield
+        return
+    try:
+        with FileLock(str(path) + ".lock", timeout=120):
+            yield
+    except Timeout:
+        raise StoreError(f"timed out waiting for the migration lock {path}.lock") from None
+
+
+def open_engine(url: str, *, auto_upgrade: bool = True) -> Engine:
+    """Connect, check the file is a database we can use, and upgrade it to head."""
+    engine = make_engine(url)
+    try:
+        if auto_upgrade:
+            rev = current_revision(engine)
+            if rev != head_revision():
+                upgrade(engine)
+        else:
+            _check_not_newer(engine)
+    except sa.exc.DatabaseError as exc:
+        engine.dispose()
+        raise StoreError(_explain(url, exc)) from None
+    except StoreError:
+        engine.dispose()
+        raise
+    return engine
+
+
+def _explain(url: str, exc: sa.exc.DatabaseError) -> str:
+    msg = str(exc.orig) if exc.orig is not None else str(exc)
+    if "file is not a database" in msg:
+        return f"{sa.make_url(url).database} is not an SQLite database (file is not a database)"
+    if "unable to open" in msg or "readonly" in msg:
+        return f"cannot open the store {sa.make_url(url).render_as_string()}: {msg}"
+    return f"store error ({sa.make_url(url).render_as_string()}): {msg.splitlines()[0]}"
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that keep loaded objects usable after commit."""
+    return sessionmaker(engine, expire_on_commit=False)

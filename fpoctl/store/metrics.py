@@ -1,0 +1,177 @@
+"""Metric rows: a batched writer for the trainer and an incremental reader for the dashboard."""
+
+from __future__ import annotations
+
+import atexit
+import math
+import signal
+import threading
+import time
+from collections.abc import Mapping
+from types import FrameType
+from typing import NamedTuple
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from fpoctl.store.models import Metric
+
+_metrics = Metric.__table__
+
+
+class MetricRow(NamedTuple):
+    """One stored scalar; `id` orders rows and lets a reader ask for newer ones."""
+
+    id: int
+    step: int
+    key: str
+    value: float
+    time: float
+
+
+class MetricWriter:
+    """Buffers metric rows and inserts them in batches: every `max_rows` rows, every
+    `max_seconds` (a background flusher), and on `close()` / exit / SIGTERM."""
+
+    def __init__(
+        self, engine: Engine, run_id: int, *, max_rows: int = 1000, max_seconds: float = 1.0
+    ) -> None:
+        self.engine, self.run_id = engine, run_id
+        self.max_rows, self.max_seconds = max_rows, max_seconds
+        self._rows: list[dict] = []
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._flusher = threading.Thread(target=self._flush_periodically, daemon=True)
+        self._flusher.start()
+        atexit.register(self.close)
+
+    def log(self, step: int, values: Mapping[str, float]) -> None:
+        """Queue one row per key (non-finite values are skipped: NaN never reaches a plot)."""
+        now = time.time()
+        rows = [
+            {"run_id": self.run_id, "step": int(step), "key": k, "value": float(v), "time": now}
+            for k, v in values.items()
+            if v is not None and math.isfinite(float(v))
+        ]
+        with self._lock:
+            self._rows.extend(rows)
+            full = len(self._rows) >= self.max_rows
+        if full:
+            self.flush()
+
+    def flush(self) -> int:
+        """Insert everything buffered in one transaction; returns the number of rows written."""
+        with self._lock:
+            rows, self._rows = self._rows, []
+            if rows:
+                with self.engine.begin() as conn:
+                    conn.execute(sa.insert(_metrics), rows)
+        return len(rows)
+
+    def close(self) -> None:
+        """Flush what is left and stop the background flusher (idempotent)."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._flusher.join(timeout=5)
+        self.flush()
+        atexit.unregister(self.close)
+
+    def flush_on_signals(self, *signums: int) -> None:
+        """Flush before the previous handler of each signal (default: SIGTERM) runs."""
+        for signum in signums or (signal.SIGTERM,):
+            previous = signal.getsignal(signum)
+
+            def handler(num: int, frame: FrameType | None, previous=previous) -> None:
+                self.flush()
+                if callable(previous):
+                    previous(num, frame)
+                elif previous == signal.SIG_DFL:
+                    signal.signal(num, signal.SIG_DFL)
+                    signal.raise_signal(num)
+
+            signal.signal(signum, handler)
+
+    def _flush_periodically(self) -> None:
+        while not self._closed.wait(self.max_seconds):
+            self.flush()
+
+    def __enter__(self) -> MetricWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def metrics_since(
+    engine: Engine,
+    run_id: int,
+    after_id: int = 0,
+    *,
+    keys: list[str] | None = None,
+    limit: int | None = None,
+) -> list[MetricRow]:
+    """Rows of a run with id > `after_id`, oldest first (uses the (run_id, id) index)."""
+    query = (
+        sa.select(_metrics.c.id, _metrics.c.step, _metrics.c.key, _metrics.c.value, _metrics.c.time)
+        .where(_metrics.c.run_id == run_id, _metrics.c.id > after_id)
+        .order_by(_metrics.c.id)
+    )
+    if keys:
+        query = query.where(_metrics.c.key.in_(keys))
+    if limit:
+        query = query.limit(limit)
+    with engine.connect() as conn:
+        return [MetricRow(*r) for r in conn.execute(query)]
+
+
+def series(engine: Engine, run_id: int, key: str) -> list[tuple[int, float]]:
+    """All (step, value) points of one key, by step."""
+    query = (
+        sa.select(_metrics.c.step, _metrics.c.value)
+        .where(_metrics.c.run_id == run_id, _metrics.c.key == key)
+        .order_by(_metrics.c.step, _metrics.c.id)
+    )
+    with engine.connect() as conn:
+        return [(int(s), float(v)) for s, v in conn.execute(query)]
+
+
+def latest_values(engine: Engine, run_ids: list[int], keys: list[str]) -> dict[int, dict[str, float]]:
+    """The value at the highest step of each key for each run (index seeks, one per pair)."""
+    out: dict[int, dict[str, float]] = {rid: {} for rid in run_ids}
+    rid_p, key_p = sa.bindparam("rid"), sa.bindparam("key")
+    query = (
+        sa.select(_metrics.c.value)
+        .where(_metrics.c.run_id == rid_p, _metrics.c.key == key_p)
+        .order_by(_metrics.c.step.desc(), _metrics.c.id.desc())
+        .limit(1)
+    )
+    with engine.connect() as conn:
+        for rid in run_ids:
+            for key in keys:
+                value = conn.execute(query, {"rid": rid, "key": key}).scalar()
+                if value is not None:
+                    out[rid][key] = float(value)
+    return out
+
+
+def best_values(engine: Engine, run_ids: list[int], key: str) -> dict[int, float]:
+    """The maximum of one key for each run (e.g. best success rate)."""
+    if not run_ids:
+        return {}
+    query = (
+        sa.select(_metrics.c.run_id, sa.func.max(_metrics.c.value))
+        .where(_metrics.c.run_id.in_(run_ids), _metrics.c.key == key)
+        .group_by(_metrics.c.run_id)
+    )
+    with engine.connect() as conn:
+        return {int(rid): float(v) for rid, v in conn.execute(query)}
+
+
+def delete_after(engine: Engine, run_id: int, step: int) -> int:
+    """Remove rows logged after `step` (resume reconciles curves with the last checkpoint)."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            sa.delete(_metrics).where(_metrics.c.run_id == run_id, _metrics.c.step > step)
+        )
+    return result.rowcount or 0
