@@ -1,0 +1,114 @@
+"""The task registry: every task fpoctl can train or evaluate on, behind the Gymnasium API.
+
+Observation contract (a gymnasium `spaces.Dict`): "state" float32 [S] always; pixel tasks add
+"image/<camera>" uint8 [H, W, 3] and "prompt" (str). Actions: Box in [-1, 1]. Every step's
+`info` carries "success" (bool: the task's success so far in this episode).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import gymnasium as gym
+
+from fpoctl.errors import FpoctlError
+
+
+class UnknownTaskError(FpoctlError):
+    """A task name that is not registered."""
+
+
+class TaskUnavailableError(FpoctlError):
+    """A registered task whose simulator is not installed here."""
+
+
+class Expert:
+    """A scripted policy with privileged access to the env (for demonstrations)."""
+
+    def reset(self, env: gym.Env) -> None:
+        """Called after each env.reset()."""
+
+    def act(self, env: gym.Env, obs: dict) -> object:
+        """The next action (numpy [d])."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What the registry knows of a task, and how to make its env."""
+
+    name: str
+    backend: str  # "fast" | "libero" | "aloha" | "gymnasium"
+    description: str
+    max_steps: int  # episode budget in env steps
+    make: Callable[..., gym.Env]  # make(obs_mode=..., seed=..., **kwargs) -> gym.Env
+    obs_modes: tuple[str, ...] = ("state",)
+    requires: tuple[str, ...] = ()  # importable modules the backend needs
+    install_hint: str = ""
+    expert: Callable[[], Expert] | None = None
+    dense_reward: bool = False
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def default_obs_mode(self) -> str:
+        """The first listed observation mode."""
+        return self.obs_modes[0]
+
+    def missing(self) -> list[str]:
+        """Modules this task needs that are not installed."""
+        return [m for m in self.requires if importlib.util.find_spec(m) is None]
+
+    def make_env(self, obs_mode: str | None = None, seed: int | None = None, **kwargs) -> gym.Env:
+        """A new env of this task (raises a clear error when its simulator is missing)."""
+        missing = self.missing()
+        if missing:
+            raise TaskUnavailableError(
+                f"task {self.name} needs {', '.join(missing)}: {self.install_hint or 'make sim'}")
+        mode = obs_mode or self.default_obs_mode
+        if mode not in self.obs_modes:
+            raise FpoctlError(f"task {self.name} has no observation mode {mode!r}; "
+                              f"choose from {', '.join(self.obs_modes)}")
+        return self.make(obs_mode=mode, seed=seed, **kwargs)
+
+
+_REGISTRY: dict[str, TaskSpec] = {}
+_RESOLVERS: list[Callable[[str], TaskSpec | None]] = []
+
+
+def register(spec: TaskSpec) -> TaskSpec:
+    """Add a task to the registry (names are unique)."""
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def register_resolver(resolver: Callable[[str], TaskSpec | None]) -> None:
+    """Add a resolver for parametrised names (`gym:<id>`, `libero-spatial/3`)."""
+    _RESOLVERS.append(resolver)
+
+
+def get_task(name: str) -> TaskSpec:
+    """The task called `name`, or a one-line error listing close matches."""
+    _load_builtin_tasks()
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    for resolver in _RESOLVERS:
+        spec = resolver(name)
+        if spec is not None:
+            return spec
+    close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise UnknownTaskError(f"unknown task {name!r}{hint} (see `fpoctl tasks`)")
+
+
+def all_tasks() -> list[TaskSpec]:
+    """Every registered task, by name."""
+    _load_builtin_tasks()
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+def _load_builtin_tasks() -> None:
+    # Importing the backend modules registers their tasks (they import simulators lazily).
+    from fpoctl.envs import fast  # noqa: F401
