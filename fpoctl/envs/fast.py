@@ -77,10 +77,17 @@ class GoalReach(gym.Env):
 
 
 class BanditExpert(Expert):
-    """Picks one of the two modes at random (so demonstrations are bimodal)."""
+    """Alternates between the two modes (so demonstrations are bimodal and balanced), with
+    Gaussian noise of std `noise` (a blurry prior that RL can sharpen)."""
+
+    def __init__(self, noise: float = 0.1) -> None:
+        self.noise, self.calls = noise, 0
 
     def act(self, env: gym.Env, obs: dict) -> np.ndarray:
-        return BANDIT_MODES[env.unwrapped.np_random.integers(2)].copy()
+        self.calls += 1
+        mode = BANDIT_MODES[self.calls % 2]
+        return np.clip(mode + self.noise * env.unwrapped.np_random.standard_normal(2), -1, 1
+                       ).astype(np.float32)
 
 
 class GoalExpert(Expert):

@@ -1,0 +1,224 @@
+"""Training configuration: one dataclass per job kind, every field explained (CleanRL style).
+
+Configs come from defaults, then an optional TOML file (`--config run.toml`), then `--set k=v`
+overrides; the fully resolved config is stored with the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fpoctl.errors import FpoctlError
+
+
+@dataclass
+class FinetuneConfig:
+    """FPO fine-tuning of a flow policy (DESIGN.md "FPO")."""
+
+    # -- what ---------------------------------------------------------------------------
+    task: str = "fast-goal"
+    """Task name (`fpoctl tasks`)."""
+    policy: str = "mlp"
+    """Policy to build ("mlp", "pi0", "pi0-tiny") when `init` does not give one."""
+    init: str | None = None
+    """Start from a run (id/name: its best checkpoint), a pulled model, or a folder."""
+    obs_mode: str | None = None
+    """Observation mode ("state" / "pixels"); None = the task's default."""
+    seed: int = 0
+    """Seed for torch, numpy and the envs."""
+    device: str = "auto"
+    """"auto" (CUDA when present), "cpu", "cuda", "cuda:1", ..."""
+    iterations: int = 100
+    """Rollout + update iterations."""
+    # -- policy (only for freshly built policies) ---------------------------------------
+    horizon: int = 4
+    """Action chunk length H of a fresh MLP policy (pi0 has 50)."""
+    hidden: int = 256
+    """Width of a fresh MLP policy."""
+    # -- rollout --------------------------------------------------------------------------
+    num_envs: int = 16
+    """Parallel environments."""
+    workers: bool = False
+    """Run environments in worker processes (simulators) instead of in-process (fast tasks)."""
+    rollout_chunks: int = 16
+    """Action chunks per environment per iteration."""
+    exec_steps: int = 4
+    """Env steps executed from each chunk (<= H); only these steps enter the FPO loss."""
+    flow_steps: int = 10
+    """Euler steps K of the sampler."""
+    explore_scale: float = 0.3
+    """Multi-step latent exploration: noise std added to the latent at the exploring Euler steps."""
+    explore_steps: list[int] | None = None
+    """Euler steps that get exploration noise (None = all)."""
+    # -- FPO ------------------------------------------------------------------------------
+    n_mc: int = 8
+    """(t, noise) pairs per action chunk for the CFM-loss ratio."""
+    ratio: str = "per_sample"
+    """"per_sample" (FPO++: one clipped ratio per (t, noise) pair) or "averaged" (FPO)."""
+    clip_eps: float = 0.05
+    """PPO clip range for the ratio (small for FPO)."""
+    loss_clamp: float = 20.0
+    """Upper clamp of each per-sample CFM loss before differences are taken."""
+    diff_clamp: float = 3.0
+    """Clamp of the loss difference (log ratio) before exp."""
+    loss_reduction: str = "mean"
+    """Per-sample CFM loss over counted elements: "mean" or "sum"."""
+    update_epochs: int = 4
+    """Passes over the rollout per iteration."""
+    minibatch_size: int = 128
+    """Chunks per gradient step."""
+    actor_lr: float = 3e-4
+    """Policy learning rate (pi0: ~1e-5)."""
+    max_grad_norm: float = 1.0
+    """Gradient-norm clip of actor and critic."""
+    target_kl: float | None = None
+    """Stop the epochs early when approx KL exceeds this."""
+    norm_adv: bool = True
+    """Normalise advantages per rollout."""
+    # -- critic ---------------------------------------------------------------------------
+    critic: str = "value"
+    """"value" (V(s), dense rewards) or "q_ensemble" (M critics Q(s, a_chunk), min target)."""
+    critic_lr: float = 1e-3
+    """Critic learning rate (pi0: ~1e-4)."""
+    critic_hidden: int = 256
+    """Critic MLP width."""
+    critic_epochs: int = 4
+    """Critic passes over the rollout per iteration."""
+    gamma: float = 0.99
+    """Discount per env step (a chunk of k steps discounts by gamma^k)."""
+    gae_lambda: float = 0.95
+    """GAE lambda at chunk level."""
+    q_ensemble_size: int = 5
+    """M critics in the Q-ensemble."""
+    q_tau: float = 0.05
+    """Polyak rate of the target critics."""
+    q_value_samples: int = 2
+    """Policy samples per state for V(s) = mean_a min_j Q_j(s, a) (the GAE baseline)."""
+    # -- evaluation, checkpoints, safety -------------------------------------------------
+    eval_every: int = 5
+    """Evaluate (zero-noise sampling) every this many iterations (and at the end)."""
+    eval_episodes: int = 32
+    """Episodes per evaluation."""
+    checkpoint_every: int = 10
+    """Checkpoint every this many iterations (and at the end)."""
+    keep_checkpoints: int = 3
+    """Keep the last K checkpoints plus the best."""
+    max_nan_updates: int = 3
+    """Stop the run after this many consecutive non-finite losses."""
+
+
+@dataclass
+class SFTConfig:
+    """Behaviour cloning of a flow policy from scripted demonstrations (the few-shot prior)."""
+
+    task: str = "fast-goal"
+    """Task name."""
+    policy: str = "mlp"
+    """Policy to build ("mlp", "pi0-tiny", ...) or a folder / run / model to start from."""
+    obs_mode: str | None = None
+    """Observation mode; None = the task's default."""
+    demos: str | None = None
+    """A demonstrations .npz (fpoctl/envs/demos.py); None = collect `expert_episodes` now."""
+    expert_episodes: int = 20
+    """Scripted expert episodes to collect when `demos` is None."""
+    seed: int = 0
+    """Seed."""
+    device: str = "auto"
+    """Device."""
+    horizon: int = 4
+    """Chunk length H of a fresh MLP policy."""
+    hidden: int = 256
+    """Width of a fresh MLP policy."""
+    steps: int = 2000
+    """Gradient steps."""
+    batch_size: int = 256
+    """Samples per step."""
+    lr: float = 1e-3
+    """Learning rate."""
+    eval_episodes: int = 32
+    """Episodes of the final evaluation."""
+    flow_steps: int = 10
+    """Euler steps of the sampler at evaluation."""
+    num_envs: int = 16
+    """Parallel environments for evaluation."""
+    workers: bool = False
+    """Evaluate in worker processes."""
+    log_every: int = 50
+    """Log the loss every this many steps."""
+
+
+def resolve(cls: type, toml_path: str | Path | None = None, overrides: list[str] | None = None,
+            **explicit: Any) -> Any:
+    """Defaults <- TOML file <- explicit CLI options (non-None) <- `k=v` overrides."""
+    values: dict[str, Any] = {}
+    if toml_path:
+        try:
+            values.update(tomllib.loads(Path(toml_path).read_text()))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise FpoctlError(f"cannot read config {toml_path}: {exc}") from None
+    values.update({k: v for k, v in explicit.items() if v is not None})
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise FpoctlError(f"--set expects key=value, got {item!r}")
+        values[key.strip()] = _parse_value(raw.strip())
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise FpoctlError(f"unknown config key(s) {', '.join(unknown)}; "
+                          f"known: {', '.join(fields)}")
+    cfg = cls(**values)
+    _check_types(cfg)
+    return cfg
+
+
+def _parse_value(raw: str) -> Any:
+    """`--set` values are JSON when they parse as JSON (numbers, true, null, lists), else strings."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def _check_types(cfg: Any) -> None:
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        expected = str(f.type)
+        if value is None:
+            if "None" not in expected:
+                raise FpoctlError(f"config {f.name} cannot be empty")
+            continue
+        if expected.startswith("int") and (not isinstance(value, int) or isinstance(value, bool)):
+            raise FpoctlError(f"config {f.name} must be an integer, got {value!r}")
+        if expected.startswith("float") and not isinstance(value, int | float):
+            raise FpoctlError(f"config {f.name} must be a number, got {value!r}")
+        if expected.startswith("float") and isinstance(value, int):
+            setattr(cfg, f.name, float(value))
+        if expected.startswith("bool") and not isinstance(value, bool):
+            raise FpoctlError(f"config {f.name} must be true or false, got {value!r}")
+
+
+def as_dict(cfg: Any) -> dict[str, Any]:
+    """The config as plain JSON-able data."""
+    return dataclasses.asdict(cfg)
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Each field's docstring (the string literal after it), for `--help` and docs."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(cls))
+    docs: dict[str, str] = {}
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    for node, nxt in zip(body, body[1:], strict=False):
+        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(
+                nxt.value, ast.Constant):
+            docs[node.target.id] = str(nxt.value.value)  # type: ignore[union-attr]
+    return docs
+

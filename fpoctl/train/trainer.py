@@ -1,0 +1,208 @@
+"""The FPO trainer: rollout -> critic -> advantages -> FPO update, one iteration at a time.
+
+Maps onto DESIGN.md "FPO": (1) `collect_rollout` stores each chunk with N_mc (t, noise) pairs;
+(2-3) `fpo_update` forms the ratio from CFM-loss differences and the clipped surrogate; (4) the
+critic gives GAE advantages (value network, or the Q-ensemble with min-of-targets TD);
+(5) masks keep only executed steps and used dims; (6) exploration noise in the sampler, zero noise
+at evaluation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from fpoctl.envs import TaskSpec, make_vector_env
+from fpoctl.train.config import FinetuneConfig
+from fpoctl.train.critics import QEnsemble, ValueCritic
+from fpoctl.train.evaluate import evaluate
+from fpoctl.train.fpo import chunk_gae
+from fpoctl.train.rollout import Rollout, collect_rollout, take
+from fpoctl.train.update import fit_regression, fpo_update
+
+EventFn = Callable[[str, str, str], None]  # (level, kind, message)
+
+
+class FPOTrainer:
+    """Holds the policy, critic, optimisers and envs of one fine-tuning run."""
+
+    def __init__(self, cfg: FinetuneConfig, policy: Any, task: TaskSpec, device: torch.device,
+                 on_event: EventFn | None = None) -> None:
+        if cfg.critic not in ("value", "q_ensemble"):
+            raise ValueError(f"critic must be 'value' or 'q_ensemble', got {cfg.critic!r}")
+        self.cfg, self.policy, self.task, self.device = cfg, policy, task, device
+        self.on_event = on_event or (lambda level, kind, msg: None)
+        self.venv = make_vector_env(task, cfg.num_envs, obs_mode=cfg.obs_mode, seed=cfg.seed,
+                                    workers=cfg.workers)
+        self._eval_venv: Any = None
+        self.d_env = int(self.venv.single_action_space.shape[0])
+        self.exec_steps = min(cfg.exec_steps, policy.horizon)
+        feat = policy.critic_feature_dim
+        if cfg.critic == "value":
+            self.critic: torch.nn.Module = ValueCritic(feat, cfg.critic_hidden)
+            critic_params = list(self.critic.parameters())
+        else:
+            self.critic = QEnsemble(feat, self.exec_steps * self.d_env, cfg.q_ensemble_size,
+                                    cfg.critic_hidden)
+            critic_params = list(self.critic.critics.parameters())
+        self.critic.to(device)
+        self.critic_params = critic_params
+        self.actor_opt = torch.optim.Adam([p for p in policy.parameters() if p.requires_grad],
+                                          lr=cfg.actor_lr, eps=1e-5)
+        self.critic_opt = torch.optim.Adam(critic_params, lr=cfg.critic_lr, eps=1e-5)
+        self.generator = torch.Generator(device).manual_seed(cfg.seed)
+        self.cpu_generator = torch.Generator().manual_seed(cfg.seed + 1)
+        self.iteration, self.env_steps = 0, 0
+        self.obs: dict[str, Any] | None = None
+
+    # -- one iteration ------------------------------------------------------------------
+    def train_iteration(self) -> dict[str, float]:
+        """Rollout, critic, advantages, FPO update. Returns this iteration's metrics."""
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        if self.obs is None:  # fresh envs (start, or after a resume)
+            self.obs = self.venv.reset(seed=cfg.seed + 100_003 * self.iteration)
+        rollout, self.obs = collect_rollout(
+            self.policy, self.venv, self.obs, chunks=cfg.rollout_chunks,
+            exec_steps=self.exec_steps, d_env=self.d_env, n_mc=cfg.n_mc, gamma=cfg.gamma,
+            flow_steps=cfg.flow_steps, explore_scale=cfg.explore_scale,
+            explore_steps=cfg.explore_steps, generator=self.generator, device=self.device)
+        t_rollout = time.perf_counter() - t0
+
+        t1 = time.perf_counter()
+        if cfg.critic == "value":
+            values, next_values, critic_metrics = self._value_critic(rollout)
+        else:
+            values, next_values, critic_metrics = self._q_critic(rollout)
+        adv, _ = chunk_gae(rollout.rewards, values, next_values, rollout.discounts,
+                           rollout.terminated, rollout.ended, cfg.gae_lambda)
+        adv = adv.flatten()
+        if cfg.norm_adv:
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        fpo_metrics = fpo_update(self.policy, self.actor_opt, rollout, adv, cfg, self.device,
+                                 self.cpu_generator,
+                                 on_nonfinite=lambda msg: self.on_event("warning", "nan", msg))
+        t_update = time.perf_counter() - t1
+
+        self.iteration += 1
+        self.env_steps += rollout.env_steps
+        metrics = {**self._rollout_metrics(rollout), **critic_metrics, **fpo_metrics,
+                   "perf/env_steps_per_s": rollout.env_steps / max(t_rollout, 1e-9),
+                   "perf/update_s": t_update, "perf/rollout_s": t_rollout,
+                   "env/steps_total": float(self.env_steps)}
+        if self.device.type == "cuda":
+            metrics["perf/gpu_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+        return metrics
+
+    @staticmethod
+    def _rollout_metrics(rollout: Rollout) -> dict[str, float]:
+        out = {"rollout/chunk_reward": float(rollout.rewards.mean())}
+        if rollout.episodes:
+            out["rollout/success_rate"] = float(np.mean([e["success"] for e in rollout.episodes]))
+            out["rollout/return"] = float(np.mean([e["return"] for e in rollout.episodes]))
+            out["rollout/episode_len"] = float(np.mean([e["length"] for e in rollout.episodes]))
+            out["rollout/episodes"] = float(len(rollout.episodes))
+            crashed = sum(bool(e.get("crashed")) for e in rollout.episodes)
+            if crashed:
+                out["rollout/crashed_episodes"] = float(crashed)
+        return out
+
+    # -- critics --------------------------------------------------------------------------
+    @torch.no_grad()
+    def _features(self, obs: dict[str, Any], batch: int = 512) -> Tensor:
+        size = len(next(iter(obs.values())))
+        chunks = [self.policy.critic_features(self.policy.prepare(take(obs, idx), self.device))
+                  for idx in torch.arange(size).split(batch)]
+        return torch.cat(chunks).float()
+
+    @torch.no_grad()
+    def _sample_actions(self, obs: dict[str, Any], batch: int = 512) -> Tensor:
+        """a ~ pi(s) without exploration noise, cut to the executed steps and used dims."""
+        size = len(next(iter(obs.values())))
+        out = [self.policy.sample(self.policy.prepare(take(obs, idx), self.device),
+                                  steps=self.cfg.flow_steps, generator=self.generator)
+               for idx in torch.arange(size).split(batch)]
+        return torch.cat(out)[:, :self.exec_steps, :self.d_env].float()
+
+    def _value_critic(self, rollout: Rollout) -> tuple[Tensor, Tensor, dict[str, float]]:
+        """V(s) for GAE, then regress V on the GAE returns."""
+        cfg, shape = self.cfg, rollout.rewards.shape
+        feats, next_feats = self._features(rollout.obs), self._features(rollout.next_obs)
+        with torch.no_grad():
+            values = self.critic(feats).view(shape)
+            next_values = self.critic(next_feats).view(shape)
+        _, returns = chunk_gae(rollout.rewards, values, next_values, rollout.discounts,
+                               rollout.terminated, rollout.ended, cfg.gae_lambda)
+        target = returns.flatten()
+        loss = fit_regression(
+            self.critic_params, self.critic_opt,
+            lambda idx: (self.critic(feats[idx]) - target[idx]).pow(2).mean(),
+            len(target), epochs=cfg.critic_epochs, minibatch=cfg.minibatch_size,
+            max_grad_norm=cfg.max_grad_norm, generator=self.cpu_generator)
+        return values, next_values, {"critic/loss": loss, "critic/q_mean": float(values.mean())}
+
+    def _q_critic(self, rollout: Rollout) -> tuple[Tensor, Tensor, dict[str, float]]:
+        """TD-fit the Q-ensemble (min over target critics, a' ~ pi), then V(s) = E_a min_j Q_j."""
+        cfg, shape = self.cfg, rollout.rewards.shape
+        critic: QEnsemble = self.critic  # type: ignore[assignment]
+        feats, next_feats = self._features(rollout.obs), self._features(rollout.next_obs)
+        actions = rollout.actions[:, :self.exec_steps, :self.d_env].float().to(self.device)
+        next_actions = self._sample_actions(rollout.next_obs)
+        y = critic.td_target(rollout.rewards.flatten().to(self.device),
+                             rollout.discounts.flatten().to(self.device),
+                             rollout.terminated.flatten().to(self.device), next_feats, next_actions)
+        loss = fit_regression(
+            self.critic_params, self.critic_opt,
+            lambda idx: (critic(feats[idx], actions[idx]) - y[idx]).pow(2).mean(),
+            len(y), epochs=cfg.critic_epochs, minibatch=cfg.minibatch_size,
+            max_grad_norm=cfg.max_grad_norm, generator=self.cpu_generator,
+            after_step=lambda: critic.polyak_update(cfg.q_tau))
+        with torch.no_grad():
+            q = critic(feats, actions)  # [M, B]
+            values = torch.stack([critic(feats, self._sample_actions(rollout.obs)).min(0).values
+                                  for _ in range(cfg.q_value_samples)]).mean(0)
+            next_values = critic(next_feats, next_actions).min(0).values
+        metrics = {"critic/loss": loss, "critic/q_mean": float(q.mean()),
+                   "critic/q_std": float(q.std(0).mean()), "critic/q_min": float(q.min(0).values.mean())}
+        return values.view(shape).cpu(), next_values.view(shape).cpu(), metrics
+
+    # -- evaluation ---------------------------------------------------------------------
+    def evaluate(self, episodes: int | None = None) -> dict[str, float]:
+        """Zero-noise evaluation on a separate vector env (kept between evaluations)."""
+        cfg = self.cfg
+        if self._eval_venv is None:
+            self._eval_venv = make_vector_env(self.task, min(cfg.num_envs, cfg.eval_episodes),
+                                              obs_mode=cfg.obs_mode, seed=cfg.seed + 7_777,
+                                              workers=cfg.workers)
+        return evaluate(self.policy, self._eval_venv, episodes or cfg.eval_episodes,
+                        exec_steps=self.exec_steps, flow_steps=cfg.flow_steps,
+                        seed=cfg.seed + 7_777, device=self.device)
+
+    def close(self) -> None:
+        """Close the envs."""
+        self.venv.close()
+        if self._eval_venv is not None:
+            self._eval_venv.close()
+
+    # -- checkpoint state (weights of the policy are saved by the policy itself) ---------
+    def state_dict(self) -> dict[str, Any]:
+        """Critic, optimisers, RNG and counters."""
+        return {"critic": self.critic.state_dict(), "actor_opt": self.actor_opt.state_dict(),
+                "critic_opt": self.critic_opt.state_dict(),
+                "generator": self.generator.get_state(), "cpu_generator": self.cpu_generator.get_state(),
+                "iteration": self.iteration, "env_steps": self.env_steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned; the envs start fresh episodes."""
+        self.critic.load_state_dict(state["critic"])
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.generator.set_state(state["generator"])
+        self.cpu_generator.set_state(state["cpu_generator"])
+        self.iteration, self.env_steps = int(state["iteration"]), int(state["env_steps"])
+        self.obs = None
