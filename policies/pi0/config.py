@@ -143,12 +143,18 @@ class Pi0Config:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+def full_config(**overrides: Any) -> Pi0Config:
+    """The real pi0 (Gemma 2B + Gemma 300M expert); n_action_steps follows a smaller chunk_size."""
+    if "chunk_size" in overrides:
+        overrides.setdefault("n_action_steps", overrides["chunk_size"])
+    return Pi0Config(**overrides)
+
+
 def tiny_config(**overrides: Any) -> Pi0Config:
     """The CPU-test configuration: same architecture, small sizes, 32 px images, short chunks."""
     base: dict[str, Any] = dict(paligemma_variant="tiny", action_expert_variant="tiny_expert",
-                                image_resolution=(32, 32), chunk_size=10, n_action_steps=10,
-                                tokenizer_max_length=16)
-    return Pi0Config(**{**base, **overrides})
+                                image_resolution=(32, 32), chunk_size=10, tokenizer_max_length=16)
+    return full_config(**{**base, **overrides})
 
 
-CONFIG_PRESETS: dict[str, Any] = {"pi0": Pi0Config, "pi0-tiny": tiny_config}
+CONFIG_PRESETS: dict[str, Any] = {"pi0": full_config, "pi0-tiny": tiny_config}
