@@ -11,6 +11,7 @@ import torch
 from pi0_helpers import env_obs, tiny_policy, train_tokenizer
 from safetensors.torch import load_file, save_file
 
+from policies.base import FlowPolicy
 from policies.checkpoint import inspect_checkpoint
 from policies.mlp import MLPFlowConfig, MLPFlowPolicy
 from policies.pi0 import Pi0Policy
@@ -173,7 +174,8 @@ def test_bad_folders_fail_with_one_line(tmp_path: Path) -> None:
 
 def test_registry_builds_pi0_by_name(tokenizer: Path, tmp_path: Path) -> None:
     policy = make_policy("pi0-tiny", tokenizer=tokenizer, chunk_size=6, scope="lora")
-    assert isinstance(policy, Pi0Policy) and policy.horizon == 6 and policy.scope == "lora"
+    assert isinstance(policy, Pi0Policy) and isinstance(policy, FlowPolicy)
+    assert policy.horizon == 6 and policy.scope == "lora"
     with pytest.raises(PolicyError, match="unknown policy 'pi1'"):
         make_policy("pi1")
     with pytest.raises(PolicyError, match="cannot build 'pi0-tiny'"):

@@ -184,17 +184,22 @@ def test_full_scope_trains_everything_but_the_unused_expert_lm_head(policy: Pi0P
     assert frozen == {"paligemma_with_expert.gemma_expert.lm_head.weight"}
 
 
-def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tokenizer) -> None:
-    grads = []
+def test_gradient_checkpointing_recomputes_layers_with_the_same_gradients(tokenizer) -> None:
+    grads, calls = [], []
     for ckpt in (False, True):
         policy = tiny_policy(tokenizer, seed=5, scope="full")
         policy.config.gradient_checkpointing = ckpt
-        policy.paligemma_with_expert.paligemma.model.vision_tower.vision_model.gradient_checkpointing = ckpt
+        count = [0, 0]
+        vision = policy.paligemma_with_expert.paligemma.model.vision_tower.vision_model
+        for i, mlp in enumerate((policy.action_expert.layers[0].mlp, vision.encoder.layers[0].mlp)):
+            mlp.register_forward_pre_hook(lambda *_, c=count, i=i: c.__setitem__(i, c[i] + 1))
         batch = policy.prepare(env_obs(2), "cpu")
         loss = policy.cfm_loss(batch, torch.ones(2, 10, 32), torch.full((2, 2), 0.5),
                                torch.ones(2, 2, 10, 32))
         loss.sum().backward()
         grads.append([p.grad.clone() for p in policy.parameters() if p.grad is not None])
+        calls.append(count)
+    assert calls == [[1, 1], [2, 2]]  # checkpointed layers run again in the backward pass
     assert len(grads[0]) == len(grads[1])
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b)

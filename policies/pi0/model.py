@@ -130,7 +130,8 @@ class Pi0Model(nn.Module):
         """images [B, C, 3, S, S] in [-1, 1] -> tokens [B, C * T, W_vlm] (camera after camera)."""
         b, c = images.shape[:2]
         pg = self.paligemma_with_expert.paligemma.model
-        feats = pg.multi_modal_projector(pg.vision_tower(images.flatten(0, 1)))  # [B*C, T, W]
+        tokens = pg.vision_tower(images.flatten(0, 1), self.config.gradient_checkpointing)
+        feats = pg.multi_modal_projector(tokens)  # [B*C, T, W]
         return feats.reshape(b, c * feats.shape[1], feats.shape[2])
 
     def embed_prefix(self, batch: Mapping[str, Tensor]) -> Prefix:

@@ -92,12 +92,11 @@ class SiglipVisionModel(nn.Module):
         self.embeddings = SiglipEmbeddings(spec, image_size)
         self.encoder = SiglipEncoder(spec)
         self.post_layernorm = nn.LayerNorm(spec.width, eps=LN_EPS)
-        self.gradient_checkpointing = False
 
-    def forward(self, images: Tensor) -> Tensor:
+    def forward(self, images: Tensor, gradient_checkpointing: bool = False) -> Tensor:
         x = self.embeddings(images)
         for layer in self.encoder.layers:
-            if self.gradient_checkpointing and torch.is_grad_enabled():
+            if gradient_checkpointing and torch.is_grad_enabled():
                 x = checkpoint(layer, x, use_reentrant=False)
             else:
                 x = layer(x)
@@ -111,5 +110,5 @@ class SiglipVisionTower(nn.Module):
         super().__init__()
         self.vision_model = SiglipVisionModel(spec, image_size)
 
-    def forward(self, images: Tensor) -> Tensor:
-        return self.vision_model(images)
+    def forward(self, images: Tensor, gradient_checkpointing: bool = False) -> Tensor:
+        return self.vision_model(images, gradient_checkpointing)
