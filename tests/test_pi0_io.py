@@ -183,3 +183,15 @@ def test_registry_builds_pi0_by_name(tokenizer: Path, tmp_path: Path) -> None:
     policy.save_pretrained(tmp_path / "p")
     with pytest.raises(PolicyError, match="cannot load"):
         make_policy(tmp_path / "p", wings=2)
+
+
+def test_lerobot_config_fields_we_do_not_use_survive_a_load_save_cycle(saved, tmp_path: Path) -> None:
+    _, folder = saved
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg.update({"use_amp": False, "optimizer_lr": 2.5e-5,
+                "input_features": {"observation.images.image": {"type": "VISUAL", "shape": [3, 256, 256]}}})
+    (folder / "config.json").write_text(json.dumps(cfg))
+    make_policy(folder).save_pretrained(tmp_path / "again")
+    again = json.loads((tmp_path / "again" / "config.json").read_text())
+    assert again["use_amp"] is False and again["optimizer_lr"] == 2.5e-5
+    assert list(again["input_features"]) == ["observation.images.image"]

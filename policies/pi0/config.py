@@ -60,7 +60,7 @@ class Pi0Config:
     action_expert_variant: str = "gemma_300m"
     """Action expert size."""
     dtype: str = "float32"
-    """"bfloat16" keeps norms, vision tower and projector in float32; "float32" everywhere."""
+    """bfloat16 (norms, vision tower, projector and heads stay float32) or float32 everywhere."""
     chunk_size: int = 50
     """Action horizon H: steps predicted per chunk."""
     n_action_steps: int = 50
