@@ -157,7 +157,7 @@ def write_folder(folder: Path, config: Pi0Config, raw_config: Mapping[str, Any],
 
     eps = proc.state.eps
     all_features = {**cfg["input_features"], **cfg["output_features"]}
-    rename = {f"{IMAGE_KEY}{k}": f"{IMAGE_KEY}{v}" for k, v in proc.camera_map.items()}
+    rename = {f"{IMAGE_KEY}{k}": f"{IMAGE_KEY}{v}" for k, v in proc.camera_map.items() if k != v}
     pre_steps = [
         {"registry_name": "rename_observations_processor", "config": {"rename_map": rename}},
         {"registry_name": "to_batch_processor", "config": {}},

@@ -89,11 +89,12 @@ class Pi0Policy(Pi0Model):
 
     def set_tokenizer(self, model_file: str | Path) -> None:
         """Use this SentencePiece model for prompts."""
-        self.tokenizer = PromptTokenizer(model_file, self.config.tokenizer_max_length)
-        self.processors.tokenizer_file = self.tokenizer.path
-        if self.tokenizer.vocab_size > self.config.vocab_size:
-            raise PolicyError(f"tokenizer has {self.tokenizer.vocab_size} ids, the model only "
+        tokenizer = PromptTokenizer(model_file, self.config.tokenizer_max_length)
+        if tokenizer.vocab_size > self.config.vocab_size:
+            raise PolicyError(f"tokenizer {tokenizer.path} has {tokenizer.vocab_size} ids, the model only "
                               f"{self.config.vocab_size}")
+        self.tokenizer = tokenizer
+        self.processors.tokenizer_file = tokenizer.path
 
     def set_stats(self, state: MeanStd | None = None, action: MeanStd | None = None) -> None:
         """Mean/std normalisation of states and actions."""
