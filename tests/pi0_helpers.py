@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,17 @@ PROMPTS = ["pick up the black bowl and place it on the plate", "open the top dra
            "put the cream cheese in the bowl", "turn on the stove", "insert the peg into the socket",
            "transfer the cube to the other arm", "push the plate to the front of the stove",
            "put both the alphabet soup and the tomato sauce in the basket"]
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Tiny-model tests run faster on one intra-op thread (and do not fight other processes)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def train_tokenizer(folder: Path) -> Path:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from pi0_helpers import env_obs, tiny_policy, train_tokenizer
+from pi0_helpers import env_obs, one_torch_thread, tiny_policy, train_tokenizer
 from safetensors.torch import load_file, save_file
 
 from policies.base import FlowPolicy
@@ -19,6 +20,12 @@ from policies.pi0.preprocess import MeanStd
 from policies.registry import PolicyError, make_policy
 
 WEIGHTS = "model.safetensors"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="module")
