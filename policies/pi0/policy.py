@@ -195,8 +195,8 @@ class Pi0Policy(Pi0Model):
             policy = cls(config, scope="expert", lora_rank=lora_rank, lora_alpha=lora_alpha)
         weights = io.read_weights(folder, expected_shapes(policy.state_dict()))
         policy.load_state_dict(weights, strict=True, assign=True)
+        policy.apply_precision()  # cast on the CPU, then move: half the transfer in bf16
         policy.to(device)
-        policy.apply_precision()
         policy.set_trainable(scope)
         policy.raw_config = raw
         policy.processors = processors
