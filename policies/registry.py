@@ -1,42 +1,70 @@
-"""`make_policy(name_or_path)`: build a policy by name, or load one from a saved folder."""
+"""`make_policy(name_or_path)`: build a policy by name, or load one from a saved folder.
+
+Names: "mlp" (MLP flow policy), "pi0" (full size), "pi0-tiny" (the CPU-test size). A folder's
+config.json "type" ("mlp_flow" or "pi0") picks the loader; keys and shapes are checked against the
+safetensors header before any weight is read.
+"""
 
 from __future__ import annotations
 
-import json
+import inspect
+from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from policies.checkpoint import inspect_checkpoint, read_policy_type
+from policies.errors import PolicyError
 from policies.mlp import MLPFlowConfig, MLPFlowPolicy
+from policies.pi0.config import CONFIG_PRESETS, Pi0Config
+from policies.pi0.policy import Pi0Policy
+
+__all__ = ["POLICY_NAMES", "PolicyError", "load_policy", "make_policy"]
+
+POLICY_NAMES = ("mlp", *CONFIG_PRESETS)
 
 
-class PolicyError(Exception):
-    """A policy cannot be built or loaded (unknown name, bad folder, key mismatch)."""
+def _load_mlp(folder: Path, **kwargs: Any) -> MLPFlowPolicy:
+    if kwargs:
+        raise PolicyError(f"mlp_flow folders take no options (got {', '.join(kwargs)})")
+    return MLPFlowPolicy.from_pretrained(folder)
 
 
-POLICY_NAMES = ("mlp",)
+LOADERS: dict[str, Callable[..., Any]] = {MLPFlowPolicy.type_name: _load_mlp,
+                                          Pi0Policy.type_name: Pi0Policy.from_pretrained}
 
 
 def make_policy(name_or_path: str | Path, **kwargs: Any) -> Any:
-    """A fresh policy by name ("mlp" needs obs_dim/action_dim/horizon) or one loaded from a
-    folder holding config.json (its "type" picks the class)."""
+    """A fresh policy by name or one loaded from a folder holding config.json.
+
+    "mlp" needs obs_dim / action_dim (/ horizon ...). "pi0" / "pi0-tiny" take any Pi0Config field
+    (e.g. dtype="bfloat16", chunk_size=10) plus tokenizer=, camera_map=, scope=, device=.
+    A pi0 folder takes tokenizer=, camera_map=, scope=, dtype=, device= (see Pi0Policy.from_pretrained).
+    """
     path = Path(name_or_path)
     if path.is_dir():
-        return load_policy(path)
-    if str(name_or_path) == "mlp":
-        return MLPFlowPolicy(MLPFlowConfig(**kwargs))
-    raise PolicyError(f"unknown policy {name_or_path!r}; known: {', '.join(POLICY_NAMES)} "
+        return load_policy(path, **kwargs)
+    name = str(name_or_path)
+    try:
+        if name == "mlp":
+            return MLPFlowPolicy(MLPFlowConfig(**kwargs))
+        if name in CONFIG_PRESETS:
+            known = {f.name for f in fields(Pi0Config)}
+            config = CONFIG_PRESETS[name](**{k: v for k, v in kwargs.items() if k in known})
+            return Pi0Policy.create(config, **{k: v for k, v in kwargs.items() if k not in known})
+    except (TypeError, ValueError) as exc:
+        raise PolicyError(f"cannot build {name!r}: {exc}") from None
+    raise PolicyError(f"unknown policy {name!r}; known: {', '.join(POLICY_NAMES)} "
                       "or a folder with config.json")
 
 
-def load_policy(folder: Path) -> Any:
-    """Load a saved policy; its config.json's "type" says which class."""
-    cfg_file = folder / "config.json"
-    if not cfg_file.exists():
-        raise PolicyError(f"{folder} has no config.json")
+def load_policy(folder: Path, **kwargs: Any) -> Any:
+    """Load a saved policy; config.json's "type" says which class (checked first, strictly)."""
+    kind, _ = read_policy_type(folder)
+    inspect_checkpoint(folder)
+    loader = LOADERS[kind]
     try:
-        kind = json.loads(cfg_file.read_text()).get("type")
-    except json.JSONDecodeError as exc:
-        raise PolicyError(f"{cfg_file} is not valid JSON: {exc}") from None
-    if kind == MLPFlowPolicy.type_name:
-        return MLPFlowPolicy.from_pretrained(folder)
-    raise PolicyError(f"{cfg_file}: unknown policy type {kind!r}")
+        inspect.signature(loader).bind(folder, **kwargs)
+    except TypeError as exc:
+        raise PolicyError(f"cannot load {folder}: {exc}") from None
+    return loader(folder, **kwargs)

@@ -1,0 +1,220 @@
+"""`Pi0Policy`: the pi0 network behind the FlowPolicy interface, with files, precision and scopes.
+
+Env observations: `image/<camera>` uint8 [B, H, W, 3] (the camera map assigns env cameras to
+the model's slots base_0_rgb / left_wrist_0_rgb / right_wrist_0_rgb; a missing slot is a -1 image
+with mask False), `state` float [B, S], `prompt` list[str]. Actions live in model space
+(normalised, zero padded to max_action_dim) until `to_env_actions`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from policies.errors import PolicyError
+from policies.pi0 import io
+from policies.pi0.config import CAMERAS, Pi0Config
+from policies.pi0.lora import add_lora, merged_state_dict
+from policies.pi0.model import Pi0Model
+from policies.pi0.preprocess import MeanStd, PromptTokenizer, pad_last, resize_with_pad
+from policies.weights import expected_shapes
+
+SCOPES = ("expert", "full", "lora")
+# Env camera names of the project's tasks (LIBERO, ALOHA); the model's own slot names map to themselves.
+DEFAULT_CAMERA_MAP = {"agentview": "base_0_rgb", "top": "base_0_rgb", "wrist": "left_wrist_0_rgb",
+                      "left_wrist": "left_wrist_0_rgb", "right_wrist": "right_wrist_0_rgb",
+                      **{c: c for c in CAMERAS}}
+FP32_PARTS = ("vision_tower", "multi_modal_projector", "layernorm", ".norm.")
+
+
+class Pi0Policy(Pi0Model):
+    """pi0 as a FlowPolicy. Its `state_dict()` keys are exactly those of `lerobot/pi0_base` (plus
+    `lora_a`/`lora_b` while LoRA adapters are on; saving merges them)."""
+
+    type_name = "pi0"
+
+    def __init__(self, config: Pi0Config, *, scope: str = "expert", lora_rank: int = 16,
+                 lora_alpha: float = 16.0) -> None:
+        super().__init__(config)
+        self.horizon, self.action_dim = config.chunk_size, config.max_action_dim
+        self.critic_feature_dim = config.max_state_dim + config.vlm.width
+        self.processors = io.Processors(camera_map=dict(DEFAULT_CAMERA_MAP))
+        self.tokenizer: PromptTokenizer | None = None
+        self.raw_config: dict[str, Any] = {}
+        self.scope = scope
+        self.lora_rank, self.lora_alpha = lora_rank, lora_alpha
+        self.apply_precision()
+        self.set_trainable(scope)
+
+    # -- setup ---------------------------------------------------------------------------
+    def apply_precision(self) -> None:
+        """float32: everything. bfloat16: both transformers in bf16 except the vision tower, the
+        projector and every norm; the heads and LoRA adapters always stay float32."""
+        for name, param in self.named_parameters():
+            low = (self.config.dtype == "bfloat16" and name.startswith("paligemma_with_expert.")
+                   and not any(part in name for part in FP32_PARTS) and "lora_" not in name)
+            dtype = torch.bfloat16 if low else torch.float32
+            if param.dtype != dtype:
+                param.data = param.data.to(dtype)
+
+    def set_trainable(self, scope: str) -> None:
+        """expert: action expert + heads; full: everything (but the unused expert lm_head);
+        lora: adapters on both transformers' projections + heads (the rest frozen)."""
+        if scope not in SCOPES:
+            raise PolicyError(f"unknown trainable scope {scope!r}; known: {', '.join(SCOPES)}")
+        self.scope = scope
+        self.requires_grad_(scope == "full")
+        heads = [self.state_proj, self.action_in_proj, self.action_time_mlp_in, self.action_time_mlp_out,
+                 self.action_out_proj]
+        for head in heads:
+            head.requires_grad_(True)
+        if scope == "expert":
+            self.action_expert.requires_grad_(True)
+        if scope == "lora":
+            for p in add_lora([self.language_model, self.action_expert], self.lora_rank, self.lora_alpha):
+                p.requires_grad_(True)
+        self.paligemma_with_expert.gemma_expert.lm_head.requires_grad_(False)
+
+    def set_camera_map(self, camera_map: Mapping[str, str]) -> None:
+        """Assign env cameras to model slots (added to the defaults)."""
+        bad = sorted(v for v in camera_map.values() if v not in CAMERAS)
+        if bad:
+            raise PolicyError(f"camera map targets {bad} are not model cameras ({', '.join(CAMERAS)})")
+        self.processors.camera_map = {**DEFAULT_CAMERA_MAP, **camera_map}
+
+    def set_tokenizer(self, model_file: str | Path) -> None:
+        """Use this SentencePiece model for prompts."""
+        tokenizer = PromptTokenizer(model_file, self.config.tokenizer_max_length)
+        if tokenizer.vocab_size > self.config.vocab_size:
+            raise PolicyError(f"tokenizer {tokenizer.path} has {tokenizer.vocab_size} ids, the model only "
+                              f"{self.config.vocab_size}")
+        self.tokenizer = tokenizer
+        self.processors.tokenizer_file = tokenizer.path
+
+    def set_stats(self, state: MeanStd | None = None, action: MeanStd | None = None) -> None:
+        """Mean/std normalisation of states and actions."""
+        if state is not None:
+            self.processors.state = state
+        if action is not None:
+            self.processors.action = action
+
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are."""
+        return self.action_out_proj.weight.device
+
+    # -- the FlowPolicy interface --------------------------------------------------------
+    def prepare(self, obs: Mapping[str, Any], device: torch.device | str) -> dict[str, Tensor]:
+        """Model inputs: images [B, 3, 3, S, S], image_masks [B, 3], tokens / token_masks [B, L],
+        state [B, max_state_dim] (normalised, padded)."""
+        if "state" not in obs:
+            raise PolicyError("observation has no 'state'")
+        state = torch.as_tensor(np.asarray(obs["state"], dtype=np.float32), device=device)
+        if state.dim() != 2:
+            raise PolicyError(f"state must be [B, S], got {list(state.shape)}")
+        b, size = state.shape[0], self.config.image_size
+        images = torch.full((b, len(CAMERAS), 3, size, size), -1.0, device=device)
+        masks = torch.zeros(b, len(CAMERAS), dtype=torch.bool, device=device)
+        filled: dict[str, str] = {}
+        for key, value in obs.items():
+            if not key.startswith("image/"):
+                continue
+            cam = key[len("image/"):]
+            slot = self.processors.camera_map.get(cam)
+            if slot is None:
+                raise PolicyError(f"camera {cam!r} has no model slot; pass camera_map={{{cam!r}: ...}} "
+                                  f"with one of {', '.join(CAMERAS)}")
+            if slot in filled:
+                raise PolicyError(f"cameras {filled[slot]!r} and {cam!r} both map to {slot}")
+            filled[slot] = cam
+            i = CAMERAS.index(slot)
+            images[:, i] = resize_with_pad(torch.as_tensor(np.asarray(value), device=device), size)
+            masks[:, i] = True
+        prompts = obs.get("prompt", [""] * b)
+        prompts = [prompts] * b if isinstance(prompts, str) else list(prompts)
+        if len(prompts) != b:
+            raise PolicyError(f"{len(prompts)} prompts for a batch of {b}")
+        if self.tokenizer is None:
+            raise PolicyError("pi0 has no tokenizer: pass tokenizer=PATH (a SentencePiece .model file)")
+        tokens, token_masks = self.tokenizer(prompts)
+        norm_state = pad_last(self.processors.state.normalize(state), self.config.max_state_dim, "state")
+        return {"images": images, "image_masks": masks, "tokens": tokens.to(device),
+                "token_masks": token_masks.to(device), "state": norm_state}
+
+    def sample(self, batch: Mapping[str, Any], *, noise: Tensor | None = None, steps: int = 10,
+               explore_scale: float = 0.0, explore_steps: Sequence[int] | None = None,
+               generator: torch.Generator | None = None) -> Tensor:
+        """Action chunks [B, H, D] (model space); prefix once, then `steps` expert-only Euler steps."""
+        if noise is None:
+            b = batch["state"].shape[0]
+            noise = torch.randn((b, self.horizon, self.action_dim), generator=generator,
+                                device=batch["state"].device)
+        with torch.no_grad():
+            return self.sample_actions(batch, noise.float(), steps=steps, explore_scale=explore_scale,
+                                       explore_steps=explore_steps, generator=generator)
+
+    def critic_features(self, batch: Mapping[str, Any]) -> Tensor:
+        """Normalised padded state ++ mean-pooled final prefix hidden state: [B, max_state_dim + W_vlm]."""
+        with torch.no_grad():
+            return torch.cat([batch["state"].float(), self.prefix_features(batch)], dim=-1)
+
+    def to_env_actions(self, actions: Tensor, d_env: int) -> np.ndarray:
+        """Keep the first d_env dims and undo the action normalisation."""
+        return self.processors.action.unnormalize(actions[..., :d_env].detach()).cpu().numpy()
+
+    def from_env_actions(self, actions: np.ndarray) -> Tensor:
+        """Normalise and zero-pad env actions [B, H, d_env] to [B, H, max_action_dim]."""
+        x = torch.as_tensor(np.asarray(actions, dtype=np.float32), device=self.device)
+        return pad_last(self.processors.action.normalize(x), self.config.max_action_dim, "action")
+
+    # -- files -----------------------------------------------------------------------------
+    def save_pretrained(self, folder: str | Path) -> None:
+        """The LeRobot layout; LoRA adapters are merged so the keys equal the reference."""
+        io.write_folder(Path(folder), self.config, self.raw_config, merged_state_dict(self), self.processors)
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, *, tokenizer: str | Path | None = None,
+                        camera_map: Mapping[str, str] | None = None, scope: str = "expert",
+                        dtype: str | None = None, gradient_checkpointing: bool | None = None,
+                        lora_rank: int = 16, lora_alpha: float = 16.0,
+                        device: torch.device | str = "cpu") -> Pi0Policy:
+        """Load a LeRobot-layout folder strictly (every key and shape checked before loading)."""
+        folder = Path(folder)
+        config, raw = io.read_config(folder)
+        if dtype is not None:
+            config.dtype = dtype
+        if gradient_checkpointing is not None:
+            config.gradient_checkpointing = gradient_checkpointing
+        processors = io.read_processors(folder)
+        with torch.device("meta"):
+            policy = cls(config, scope="expert", lora_rank=lora_rank, lora_alpha=lora_alpha)
+        weights = io.read_weights(folder, expected_shapes(policy.state_dict()))
+        policy.load_state_dict(weights, strict=True, assign=True)
+        policy.apply_precision()  # cast on the CPU, then move: half the transfer in bf16
+        policy.to(device)
+        policy.set_trainable(scope)
+        policy.raw_config = raw
+        policy.processors = processors
+        policy.set_camera_map(processors.camera_map | dict(camera_map or {}))
+        tok = tokenizer or processors.tokenizer_file
+        if tok is not None:
+            policy.set_tokenizer(tok)
+        return policy
+
+    @classmethod
+    def create(cls, config: Pi0Config, *, tokenizer: str | Path | None = None,
+               camera_map: Mapping[str, str] | None = None, scope: str = "expert", lora_rank: int = 16,
+               lora_alpha: float = 16.0, device: torch.device | str = "cpu") -> Pi0Policy:
+        """A freshly initialised pi0 (random weights, identity normalisation)."""
+        with torch.device(device):
+            policy = cls(config, scope=scope, lora_rank=lora_rank, lora_alpha=lora_alpha)
+        if camera_map:
+            policy.set_camera_map(camera_map)
+        if tokenizer is not None:
+            policy.set_tokenizer(tokenizer)
+        return policy

@@ -1,0 +1,119 @@
+"""Observation preprocessing for pi0: images, prompts (SentencePiece) and mean/std normalisation.
+
+Images: uint8 [B, H, W, 3] -> resized without distortion and centre padded (black) to S x S,
+scaled to [-1, 1], channels first. Prompts: strip, '_' and newlines -> spaces, BOS + tokens +
+the tokens of "\\n", right padded with id 0 (mask False). State and actions: (x - mean) / (std + eps).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from policies.errors import PolicyError
+
+
+def resize_with_pad(images: Tensor, size: int) -> Tensor:
+    """uint8 [B, H, W, 3] -> float [B, 3, size, size] in [-1, 1], aspect ratio kept, black padding.
+
+    Follows openpi's torch path: bilinear resize of the uint8 values (rounded back to integers),
+    padding split evenly (the odd pixel goes to the bottom / right).
+    """
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[-1] != 3:
+        raise PolicyError(f"images must be uint8 [B, H, W, 3], got {images.dtype} {list(images.shape)}")
+    x = images.permute(0, 3, 1, 2).float()
+    h, w = x.shape[-2:]
+    if (h, w) != (size, size):
+        ratio = max(w / size, h / size)
+        rh, rw = int(h / ratio), int(w / ratio)
+        x = F.interpolate(x, size=(rh, rw), mode="bilinear", align_corners=False).round().clamp(0, 255)
+        top, left = (size - rh) // 2, (size - rw) // 2
+        x = F.pad(x, (left, size - rw - left, top, size - rh - top), value=0.0)
+    return x / 127.5 - 1.0
+
+
+def clean_prompt(prompt: str) -> str:
+    """openpi's cleaning: strip, then '_' and newlines become spaces."""
+    return prompt.strip().replace("_", " ").replace("\n", " ")
+
+
+class PromptTokenizer:
+    """PaliGemma's SentencePiece tokenisation of prompts into fixed-length, right-padded ids."""
+
+    def __init__(self, model_file: str | Path, max_length: int) -> None:
+        import sentencepiece as spm
+
+        self.path = Path(model_file)
+        if not self.path.is_file():
+            raise PolicyError(f"tokenizer model {self.path} does not exist")
+        self.max_length = max_length
+        try:
+            self.sp = spm.SentencePieceProcessor(model_file=str(self.path))
+        except (RuntimeError, OSError) as exc:
+            raise PolicyError(f"{self.path} is not a SentencePiece model: {exc}") from None
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of ids the model can emit."""
+        return self.sp.get_piece_size()
+
+    def encode(self, prompt: str) -> list[int]:
+        """BOS + tokens of the cleaned prompt + tokens of "\\n", cut to max_length."""
+        ids = self.sp.encode(clean_prompt(prompt), add_bos=True) + self.sp.encode("\n")
+        return ids[: self.max_length]
+
+    def __call__(self, prompts: Sequence[str]) -> tuple[Tensor, Tensor]:
+        """tokens [B, L] int64 (0-padded) and mask [B, L] bool."""
+        tokens = torch.zeros(len(prompts), self.max_length, dtype=torch.int64)
+        mask = torch.zeros(len(prompts), self.max_length, dtype=torch.bool)
+        for i, prompt in enumerate(prompts):
+            ids = self.encode(prompt)
+            tokens[i, : len(ids)] = torch.tensor(ids, dtype=torch.int64)
+            mask[i, : len(ids)] = True
+        return tokens, mask
+
+
+class MeanStd:
+    """(x - mean) / (std + eps) over the first len(mean) dims; identity when no stats are known."""
+
+    def __init__(self, mean: np.ndarray | Tensor | None = None, std: np.ndarray | Tensor | None = None,
+                 eps: float = 1e-8) -> None:
+        if (mean is None) != (std is None):
+            raise PolicyError("normalisation needs both mean and std")
+        self.mean = None if mean is None else torch.as_tensor(np.asarray(mean), dtype=torch.float32)
+        self.std = None if std is None else torch.as_tensor(np.asarray(std), dtype=torch.float32)
+        if self.mean is not None and self.mean.shape != self.std.shape:
+            raise PolicyError(f"mean {list(self.mean.shape)} and std {list(self.std.shape)} differ in shape")
+        self.eps = eps
+
+    def _stats(self, x: Tensor) -> tuple[Tensor, Tensor] | None:
+        if self.mean is None:
+            return None
+        d = x.shape[-1]
+        if d > self.mean.shape[0]:
+            raise PolicyError(f"data has {d} dims but the normalisation stats only {self.mean.shape[0]}")
+        return self.mean[:d].to(x.device), self.std[:d].to(x.device)
+
+    def normalize(self, x: Tensor) -> Tensor:
+        """Raw -> normalised (float32)."""
+        stats = self._stats(x)
+        x = x.float()
+        return x if stats is None else (x - stats[0]) / (stats[1] + self.eps)
+
+    def unnormalize(self, x: Tensor) -> Tensor:
+        """Normalised -> raw (float32)."""
+        stats = self._stats(x)
+        x = x.float()
+        return x if stats is None else x * (stats[1] + self.eps) + stats[0]
+
+
+def pad_last(x: Tensor, size: int, what: str) -> Tensor:
+    """Zero-pad the last dim of x to `size` (error when x is larger)."""
+    if x.shape[-1] > size:
+        raise PolicyError(f"{what} has {x.shape[-1]} dims; this pi0 takes at most {size}")
+    return F.pad(x, (0, size - x.shape[-1]))

@@ -1,0 +1,65 @@
+"""Shared pieces of the pi0 tests: a tiny SentencePiece tokenizer, env-like observations, tiny policies."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from policies.pi0 import Pi0Policy, tiny_config
+
+PROMPTS = ["pick up the black bowl and place it on the plate", "open the top drawer of the cabinet",
+           "put the cream cheese in the bowl", "turn on the stove", "insert the peg into the socket",
+           "transfer the cube to the other arm", "push the plate to the front of the stove",
+           "put both the alphabet soup and the tomato sauce in the basket"]
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Tiny-model tests run faster on one intra-op thread (and do not fight other processes)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def train_tokenizer(folder: Path) -> Path:
+    """A ~60-piece SentencePiece model with PaliGemma's special ids (pad 0, eos 1, bos 2) and "\\n"."""
+    import sentencepiece as spm
+
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(PROMPTS * 4), model_writer=buf, vocab_size=100,
+                                   pad_id=0, eos_id=1, bos_id=2, unk_id=3, user_defined_symbols=["\n"],
+                                   hard_vocab_limit=False, add_dummy_prefix=False,
+                                   normalization_rule_name="identity", minloglevel=2)
+    path = folder / "tok.model"
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def env_obs(b: int = 2, cameras: tuple[str, ...] = ("agentview", "wrist"), size: tuple[int, int] = (48, 64),
+            state_dim: int = 8, seed: int = 0) -> dict:
+    """A batch of LIBERO-like env observations."""
+    rng = np.random.default_rng(seed)
+    obs = {f"image/{c}": rng.integers(0, 256, (b, *size, 3), dtype=np.uint8) for c in cameras}
+    obs["state"] = rng.normal(size=(b, state_dim)).astype(np.float32)
+    obs["prompt"] = PROMPTS[:b]
+    return obs
+
+
+def tiny_policy(tokenizer: Path, seed: int = 0, **kwargs) -> Pi0Policy:
+    """A pi0-tiny with non-trivial (random) norms so every parameter matters."""
+    torch.manual_seed(seed)
+    policy = Pi0Policy.create(tiny_config(**{k: v for k, v in kwargs.items() if k == "dtype"}),
+                              tokenizer=tokenizer, **{k: v for k, v in kwargs.items() if k != "dtype"})
+    with torch.no_grad():
+        for name, p in policy.named_parameters():
+            if "norm" in name:
+                p.normal_(0.0, 0.1)
+    return policy

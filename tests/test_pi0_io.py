@@ -1,0 +1,204 @@
+"""pi0 folders in the LeRobot layout: bit-exact round trip, strict loading, key renames, inspection."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pi0_helpers import env_obs, one_torch_thread, tiny_policy, train_tokenizer
+from safetensors.torch import load_file, save_file
+
+from policies.base import FlowPolicy
+from policies.checkpoint import inspect_checkpoint
+from policies.mlp import MLPFlowConfig, MLPFlowPolicy
+from policies.pi0 import Pi0Policy
+from policies.pi0.preprocess import MeanStd
+from policies.registry import PolicyError, make_policy
+
+WEIGHTS = "model.safetensors"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    with one_torch_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_tokenizer(tmp_path_factory.mktemp("tok"))
+
+
+@pytest.fixture
+def saved(tmp_path: Path, tokenizer: Path) -> tuple[Pi0Policy, Path]:
+    """A tiny pi0 with stats and a camera map, saved."""
+    policy = tiny_policy(tokenizer, camera_map={"frontview": "right_wrist_0_rgb"})
+    rng = np.random.default_rng(0)
+    policy.set_stats(MeanStd(rng.normal(size=8), rng.uniform(0.5, 2, 8)),
+                     MeanStd(rng.normal(size=7), rng.uniform(0.5, 2, 7)))
+    folder = tmp_path / "pi0"
+    policy.save_pretrained(folder)
+    return policy, folder
+
+
+def _rewrite_weights(folder: Path, edit) -> None:
+    tensors = load_file(str(folder / WEIGHTS))
+    edit(tensors)
+    save_file(tensors, str(folder / WEIGHTS))
+
+
+def test_save_writes_the_lerobot_layout(saved) -> None:
+    _, folder = saved
+    names = {p.name for p in folder.iterdir()}
+    assert {"config.json", WEIGHTS, "policy_preprocessor.json", "policy_postprocessor.json",
+            "paligemma_tokenizer.model"} <= names
+    cfg = json.loads((folder / "config.json").read_text())
+    assert cfg["type"] == "pi0" and cfg["paligemma_variant"] == "tiny"
+    assert cfg["output_features"]["action"]["shape"] == [7]
+    steps = json.loads((folder / "policy_preprocessor.json").read_text())["steps"]
+    stats = load_file(str(folder / next(s["state_file"] for s in steps if "state_file" in s)))
+    assert set(stats) == {"observation.state.mean", "observation.state.std", "action.mean", "action.std"}
+
+
+def test_save_load_round_trip_is_bit_exact(saved) -> None:
+    policy, folder = saved
+    back = make_policy(folder)
+    assert isinstance(back, Pi0Policy)
+    a, b = policy.state_dict(), back.state_dict()
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) and a[k].dtype == b[k].dtype for k in a)
+    obs = env_obs(2, cameras=("agentview", "frontview"))
+    noise = torch.randn(2, 10, 32)
+    batch_a, batch_b = policy.prepare(obs, "cpu"), back.prepare(obs, "cpu")
+    assert all(torch.equal(batch_a[k], batch_b[k]) for k in batch_a)
+    assert torch.equal(policy.sample(batch_a, noise=noise), back.sample(batch_b, noise=noise))
+    assert np.array_equal(policy.to_env_actions(noise, 7), back.to_env_actions(noise, 7))
+
+
+def test_bf16_round_trip_is_bit_exact(tmp_path: Path, tokenizer: Path) -> None:
+    policy = tiny_policy(tokenizer, dtype="bfloat16")
+    policy.save_pretrained(tmp_path)
+    back = make_policy(tmp_path)
+    a, b = policy.state_dict(), back.state_dict()
+    assert all(torch.equal(a[k], b[k]) and a[k].dtype == b[k].dtype for k in a)
+
+
+def test_state_file_is_read_from_the_processor_json_not_a_fixed_name(saved) -> None:
+    policy, folder = saved
+    pre = json.loads((folder / "policy_preprocessor.json").read_text())
+    for step in pre["steps"]:
+        if "state_file" in step:
+            (folder / step["state_file"]).rename(folder / "policy_preprocessor_step_2_normalizer.safetensors")
+            step["state_file"] = "policy_preprocessor_step_2_normalizer.safetensors"
+    (folder / "policy_preprocessor.json").write_text(json.dumps(pre))
+    back = make_policy(folder)
+    assert torch.equal(back.processors.state.mean, policy.processors.state.mean)
+
+
+def test_missing_key_fails_naming_it(saved) -> None:
+    _, folder = saved
+    key = "paligemma_with_expert.gemma_expert.model.layers.1.mlp.up_proj.weight"
+    _rewrite_weights(folder, lambda t: t.pop(key))
+    with pytest.raises(PolicyError, match=r"1 missing: .*layers\.1\.mlp\.up_proj\.weight"):
+        make_policy(folder)
+
+
+def test_wrong_shape_and_unexpected_key_fail_naming_them(saved) -> None:
+    _, folder = saved
+
+    def edit(t: dict) -> None:
+        t["state_proj.weight"] = torch.zeros(32, 31)
+        t["extra.weight"] = torch.zeros(2)
+    _rewrite_weights(folder, edit)
+    with pytest.raises(PolicyError, match=r"1 unexpected: extra\.weight; 1 wrong shape: state_proj\.weight "
+                                          r"\[32, 31\] != \[32, 32\]"):
+        make_policy(folder)
+
+
+def test_corrupt_safetensors_header_fails_clearly(saved) -> None:
+    _, folder = saved
+    data = bytearray((folder / WEIGHTS).read_bytes())
+    data[8:20] = b"not json !!!"
+    (folder / WEIGHTS).write_bytes(bytes(data))
+    with pytest.raises(PolicyError, match="corrupt safetensors header"):
+        make_policy(folder)
+    (folder / WEIGHTS).write_bytes(b"\x01")
+    with pytest.raises(PolicyError, match="corrupt safetensors header"):
+        inspect_checkpoint(folder)
+
+
+def test_older_key_names_are_renamed_on_load(saved) -> None:
+    policy, folder = saved
+    lm_head = "paligemma_with_expert.paligemma.lm_head.weight"
+
+    def edit(t: dict) -> None:
+        for part in ("in", "out"):
+            for kind in ("weight", "bias"):
+                t[f"time_mlp_{part}.{kind}"] = t.pop(f"action_time_mlp_{part}.{kind}")
+        t["paligemma_with_expert.paligemma.model.language_model.embed_tokens.weight"] = t.pop(lm_head)
+        for k in list(t):
+            t[f"model.{k}"] = t.pop(k)
+    _rewrite_weights(folder, edit)
+    back = make_policy(folder)
+    assert torch.equal(back.state_dict()[lm_head], policy.state_dict()[lm_head])
+    assert torch.equal(back.action_time_mlp_in.weight, policy.action_time_mlp_in.weight)
+
+
+def test_inspect_checkpoint_reads_headers_only(saved) -> None:
+    policy, folder = saved
+    info = inspect_checkpoint(folder)
+    assert info.policy_type == "pi0"
+    assert info.n_params == sum(v.numel() for v in policy.state_dict().values())
+    assert "model.safetensors" in info.files and info.size_bytes > (folder / WEIGHTS).stat().st_size
+    (folder / "policy_preprocessor_step_5_normalizer_processor.safetensors").unlink()
+    with pytest.raises(PolicyError, match="does not exist"):
+        inspect_checkpoint(folder)
+
+
+def test_inspect_checkpoint_handles_mlp_flow(tmp_path: Path) -> None:
+    MLPFlowPolicy(MLPFlowConfig(obs_dim=3, action_dim=2, horizon=4, hidden=16)).save_pretrained(tmp_path)
+    info = inspect_checkpoint(tmp_path)
+    assert info.policy_type == "mlp_flow" and info.files == ["config.json", WEIGHTS]
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**cfg, "hidden": 32}))
+    with pytest.raises(PolicyError, match="wrong shape"):
+        inspect_checkpoint(tmp_path)
+
+
+def test_bad_folders_fail_with_one_line(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match=r"no config\.json"):
+        inspect_checkpoint(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"type": "act"}))
+    with pytest.raises(PolicyError, match="unknown policy type 'act'"):
+        make_policy(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"type": "pi0", "paligemma_variant": "gemma_7b"}))
+    with pytest.raises(PolicyError, match="unknown paligemma_variant 'gemma_7b'"):
+        inspect_checkpoint(tmp_path)
+
+
+def test_registry_builds_pi0_by_name(tokenizer: Path, tmp_path: Path) -> None:
+    policy = make_policy("pi0-tiny", tokenizer=tokenizer, chunk_size=6, scope="lora")
+    assert isinstance(policy, Pi0Policy) and isinstance(policy, FlowPolicy)
+    assert policy.horizon == 6 and policy.scope == "lora"
+    with pytest.raises(PolicyError, match="unknown policy 'pi1'"):
+        make_policy("pi1")
+    with pytest.raises(PolicyError, match="cannot build 'pi0-tiny'"):
+        make_policy("pi0-tiny", wings=2)
+    policy.save_pretrained(tmp_path / "p")
+    with pytest.raises(PolicyError, match="cannot load"):
+        make_policy(tmp_path / "p", wings=2)
+
+
+def test_lerobot_config_fields_we_do_not_use_survive_a_load_save_cycle(saved, tmp_path: Path) -> None:
+    _, folder = saved
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg.update({"use_amp": False, "optimizer_lr": 2.5e-5,
+                "input_features": {"observation.images.image": {"type": "VISUAL", "shape": [3, 256, 256]}}})
+    (folder / "config.json").write_text(json.dumps(cfg))
+    make_policy(folder).save_pretrained(tmp_path / "again")
+    again = json.loads((tmp_path / "again" / "config.json").read_text())
+    assert again["use_amp"] is False and again["optimizer_lr"] == 2.5e-5
+    assert list(again["input_features"]) == ["observation.images.image"]
