@@ -126,8 +126,8 @@ class CompareFeed:
         if not curves and infos == self._shown:
             return None
         self._shown = infos
-        x_label = "env steps" if all(s.x_label == "env steps" for s in self.series.values()) \
-            else "iteration"
+        with_data = [s for s in self.series.values() if s.steps]
+        x_label = "env steps" if all(s.x_label == "env steps" for s in with_data) else "iteration"
         return CompareUpdated(infos, curves, x_label)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 from textual.app import ComposeResult
@@ -25,14 +26,25 @@ BLUE, GREEN, ORANGE, RED, PURPLE = PALETTE[:5]
 BAND = "#2b6a8a"  # a darker BLUE for the Q +-std band
 
 
-def lines(curves: dict[str, Curve], spec: list[tuple[str, str]]) -> list[PlotLine]:
-    """PlotLines for the (key, colour) pairs that have data."""
-    return [PlotLine(n.LABELS[k], curves[k].x, curves[k].y, color) for k, color in spec if k in curves]
+# plot id -> its lines: (metric key, colour, how the legend prints the newest value)
+PLOTS: dict[str, list[tuple[str, str, Callable[[float | None], str]]]] = {
+    "success-plot": [(n.ROLLOUT_SUCCESS, GREEN, percent), (n.EVAL_SUCCESS, BLUE, percent)],
+    "return-plot": [(n.ROLLOUT_RETURN, ORANGE, number)],
+    "ratio-plot": [(n.RATIO_MEAN, PURPLE, number), (n.RATIO_MAX, RED, number)],
+    "perf-plot": [(n.PERF_TABLE[0], GREEN, number)],
+}
+
+
+def lines(curves: dict[str, Curve], spec: list[tuple[str, str, Callable[[float | None], str]]]
+          ) -> list[PlotLine]:
+    """PlotLines (labelled with their newest value) for the keys that have data."""
+    return [PlotLine(f"{n.LABELS[k]} {fmt(curves[k].last)}", curves[k].x, curves[k].y, color)
+            for k, color, fmt in spec if k in curves]
 
 
 def q_band(curves: dict[str, Curve]) -> list[PlotLine]:
-    """Q mean with a +-std band (dotted) and Q min."""
-    out = lines(curves, [(n.Q_MEAN, BLUE), (n.Q_MIN, ORANGE)])
+    """Q mean with a +-std band (a darker line either side) and Q min."""
+    out = lines(curves, [(n.Q_MEAN, BLUE, number), (n.Q_MIN, ORANGE, number)])
     mean, std = curves.get(n.Q_MEAN), curves.get(n.Q_STD)
     if mean and std and len(mean.y) == len(std.y):
         for sign, label in ((1, "+std"), (-1, "-std")):
@@ -72,13 +84,14 @@ class RunScreen(RunKeys, Screen[None]):
                 yield MetricPlot(id="ratio-plot")
             with Vertical(id="perf-panel", classes="panel"):
                 yield MetricTable(n.PERF_TABLE, id="perf-table")
+                yield MetricPlot(id="perf-plot")
             with Vertical(id="events-panel", classes="panel"):
                 yield EventsLog(id="events")
         yield Footer()
 
     def on_mount(self) -> None:
         self.sub_title = f"run {self.run_id}"
-        titles = {"success-panel": "success", "return-panel": "return", "q-panel": "Q-ensemble",
+        titles = {"success-panel": "success rate", "return-panel": "return", "q-panel": "Q-ensemble",
                   "fpo-panel": "FPO", "perf-panel": "performance", "events-panel": "events"}
         for panel, title in titles.items():
             self.query_one(f"#{panel}").border_title = title
@@ -102,27 +115,18 @@ class RunScreen(RunKeys, Screen[None]):
         self.app.report_read_error(message.error)
 
     def _draw(self, changed: dict[str, Curve], x_label: str) -> None:
-        c = self.curves
-        panels = [
-            ("success", [(n.ROLLOUT_SUCCESS, GREEN), (n.EVAL_SUCCESS, BLUE)], percent),
-            ("return", [(n.ROLLOUT_RETURN, ORANGE)], number),
-            ("ratio", [(n.RATIO_MEAN, PURPLE), (n.RATIO_MAX, RED)], number),
-        ]
-        for name, spec, fmt in panels:
-            plotted = lines(c, spec)
-            self.query_one(f"#{name}-plot", MetricPlot).show(plotted, x_label)
-            values = "  ".join(f"{n.LABELS[k]} {fmt(c[k].last)}" for k, _ in spec if k in c)
-            panel = self.query_one(f"#{name}-plot").parent
-            if panel is not None and name != "ratio":
-                panel.border_title = f"{name}  {legend(plotted)}"
-                panel.border_subtitle = values
-        self.query_one("#fpo-panel").border_subtitle = legend(lines(c, [(n.RATIO_MEAN, PURPLE),
-                                                                        (n.RATIO_MAX, RED)]))
-        q = q_band(c)
-        self.query_one("#q-plot", MetricPlot).show(q, x_label)
-        self.query_one("#q-panel").border_subtitle = legend(q) + f"  [{BAND}]━ ±std[/]"
+        for plot_id, spec in PLOTS.items():
+            self._plot(plot_id, lines(self.curves, spec), x_label)
+        q = q_band(self.curves)
+        self._plot("q-plot", q, x_label, f"  [{BAND}]━ ±std[/]" if len(q) > 2 else "")
         for table in self.query(MetricTable):
             table.show(changed)
+
+    def _plot(self, plot_id: str, plotted: list[PlotLine], x_label: str, extra: str = "") -> None:
+        plot = self.query_one(f"#{plot_id}", MetricPlot)
+        plot.show(plotted, x_label)
+        if plot.parent is not None:
+            plot.parent.border_subtitle = legend(plotted) + extra
 
     @property
     def current_run_id(self) -> int | None:

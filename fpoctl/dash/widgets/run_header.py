@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.console import Group
 from rich.text import Text
 from textual.widgets import Static
 
@@ -45,9 +46,10 @@ class RunHeader(Static):
             f" · elapsed {duration(run.elapsed)} · ETA {duration(run.eta)}"
             f" · ckpts {len(checkpoints)}" + (f" (best @{best})" if best is not None else "")
         )
+        top.no_wrap, top.overflow = True, "ellipsis"
         lines = [top, Text(progress)]
         if run.error:
             lines.append(Text(f"error: {run.error}", style="red"))
         config = "  ".join(f"{k}={v}" for k, v in flatten(run.config).items())
         lines.append(Text(config or "(no config)", style="dim", no_wrap=True, overflow="ellipsis"))
-        self.update(Text("\n").join(lines))
+        self.update(Group(*lines))
