@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     with Store(args.db) as store:
         for it in range(args.start, args.start + args.count):
             write_iterations(store, args.run, it, 1, seed=it)
-            print(f"wrote {it}", flush=True)
+            print(f"wrote {it} at {time.time():.3f}", flush=True)
             time.sleep(args.delay)
 
 

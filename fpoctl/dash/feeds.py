@@ -48,13 +48,13 @@ class RunsFeed:
         runs = store.list_runs()
         unseen = [r.id for r in runs if r.id not in self._latest]
         if self._shown is not None and top > self._last_id:
-            rows = queries.metric_rows_after(store.engine, self._last_id, _TABLE_KEYS)
+            rows = queries.metric_rows_after(store.engine, self._last_id, _TABLE_KEYS, limit=CHUNK)
             for row in rows:
                 self._latest.setdefault(row.run_id, {})[row.key] = row.value
                 if row.key in BEST_KEYS:
                     best = self._best.setdefault(row.run_id, {})
                     best[row.key] = max(row.value, best.get(row.key, row.value))
-            self.behind = bool(rows) and rows[-1].id < top
+            self.behind = len(rows) == CHUNK
             self._last_id = rows[-1].id if self.behind else max(top, rows[-1].id if rows else 0)
         elif self._shown is None:
             self._last_id = top
@@ -79,6 +79,8 @@ class RunFeed:
         self.run_id = run_id
         self.behind = False
         self.series = RunSeries()
+        self.rows_read = 0
+        """Metric rows the last poll read (only those newer than the ones already held)."""
         self._last_event = 0
         self._shown: tuple[RunInfo, list[tuple[int, bool]]] | None = None
 
@@ -86,6 +88,7 @@ class RunFeed:
         run = store.get_run(self.run_id)
         rows = store.metrics_since(self.run_id, self.series.last_id, limit=CHUNK)
         self.series.add(rows)
+        self.rows_read = len(rows)
         self.behind = len(rows) == CHUNK
         events = [EventInfo(e.id, e.time, e.level, e.kind, e.message)
                   for e in store.events_since(self.run_id, self._last_event)]

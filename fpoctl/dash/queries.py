@@ -29,7 +29,7 @@ def max_metric_id(engine: Engine) -> int:
 
 
 def metric_rows_after(
-    engine: Engine, after_id: int, keys: Sequence[str], limit: int = 50_000
+    engine: Engine, after_id: int, keys: Sequence[str], limit: int
 ) -> list[KeyedRow]:
     """Rows of any run with id > `after_id` and one of `keys`, oldest first (a primary-key
     range scan: cost grows with the rows written since `after_id`, not with the table)."""

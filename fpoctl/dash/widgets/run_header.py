@@ -29,6 +29,9 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 class RunHeader(Static):
     """Three lines: who the run is, how far it got, and how it is configured."""
 
+    plain = ""
+    """What the header shows, as plain text."""
+
     def show(self, run: RunInfo, checkpoints: list[tuple[int, bool]]) -> None:
         """Redraw from a run summary and its checkpoints (step, is_best)."""
         top = Text()
@@ -52,4 +55,5 @@ class RunHeader(Static):
             lines.append(Text(f"error: {run.error}", style="red"))
         config = "  ".join(f"{k}={v}" for k, v in flatten(run.config).items())
         lines.append(Text(config or "(no config)", style="dim", no_wrap=True, overflow="ellipsis"))
+        self.plain = "\n".join(line.plain for line in lines)
         self.update(Group(*lines))
