@@ -6,9 +6,8 @@ seen id are ever read) and turns changed keys into downsampled `Curve`s against 
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -100,67 +99,102 @@ def downsample(x: np.ndarray, y: np.ndarray, n: int = MAX_POINTS) -> tuple[np.nd
     return np.append(xs, x[-1]), np.append(ys, y[-1])
 
 
-@dataclass
+class Column:
+    """One key's points in step order: step and value arrays that grow by doubling, so a tick
+    appends a few rows and plots without copying Python lists into NumPy."""
+
+    def __init__(self) -> None:
+        self._steps = np.empty(256, dtype=np.int64)
+        self._values = np.empty(256, dtype=np.float64)
+        self.size = 0
+
+    @property
+    def steps(self) -> np.ndarray:
+        """Steps held (a view)."""
+        return self._steps[: self.size]
+
+    @property
+    def values(self) -> np.ndarray:
+        """Values held (a view)."""
+        return self._values[: self.size]
+
+    def extend(self, steps: list[int], values: list[float]) -> None:
+        """Append increasing steps; a first step at or before the last held one (a resumed
+        run re-logging) first drops the points from that step on."""
+        if self.size and steps[0] <= self._steps[self.size - 1]:
+            self.size = int(np.searchsorted(self.steps, steps[0], side="left"))
+        end = self.size + len(steps)
+        if end > len(self._steps):
+            capacity = max(end, 2 * len(self._steps))
+            self._steps = np.resize(self._steps, capacity)
+            self._values = np.resize(self._values, capacity)
+        self._steps[self.size:end] = steps
+        self._values[self.size:end] = values
+        self.size = end
+
+
 class RunSeries:
-    """All rows seen so far of one run, per key, in step order; `dirty` names changed keys."""
+    """All rows seen so far of one run (optionally only some keys), one `Column` per key;
+    `dirty` names the keys changed since the last `take_curves()`."""
 
-    keys: frozenset[str] | None = None
-    last_id: int = 0
-    steps: dict[str, list[int]] = field(default_factory=dict)
-    values: dict[str, list[float]] = field(default_factory=dict)
-    dirty: set[str] = field(default_factory=set)
+    def __init__(self, keys: frozenset[str] | None = None) -> None:
+        self.keys = keys
+        self.last_id = 0
+        self.columns: dict[str, Column] = {}
+        self.dirty: set[str] = set()
 
-    def add(self, rows: Iterable[MetricRow]) -> int:
-        """Append rows (oldest first); a step at or before a key's last one (a resumed run
-        rewinding) first drops that key's points from that step on. Returns rows taken."""
-        n = 0
+    def add(self, rows: Iterable[MetricRow]) -> None:
+        """Take rows (oldest first), grouped per key into increasing runs of steps."""
+        pending: dict[str, tuple[list[int], list[float]]] = {}
         for row in rows:
             self.last_id = max(self.last_id, row.id)
             if self.keys is not None and row.key not in self.keys:
                 continue
-            steps = self.steps.setdefault(row.key, [])
-            values = self.values.setdefault(row.key, [])
-            if steps and row.step <= steps[-1]:
-                cut = bisect.bisect_left(steps, row.step)
-                del steps[cut:], values[cut:]
+            steps, values = pending.setdefault(row.key, ([], []))
+            if steps and row.step <= steps[-1]:  # a rewind inside this batch
+                self._column(row.key).extend(steps, values)
+                steps.clear(), values.clear()
             steps.append(row.step)
             values.append(row.value)
-            self.dirty.add(row.key)
-            n += 1
-        return n
+        for key, (steps, values) in pending.items():
+            if steps:
+                self._column(key).extend(steps, values)
+                self.dirty.add(key)
+
+    def _column(self, key: str) -> Column:
+        return self.columns.setdefault(key, Column())
 
     def last(self, key: str) -> float | None:
         """The newest value of `key`, if any."""
-        values = self.values.get(key)
-        return values[-1] if values else None
+        col = self.columns.get(key)
+        return float(col.values[-1]) if col and col.size else None
 
     def best(self, key: str) -> float | None:
         """The largest value of `key`, if any."""
-        values = self.values.get(key)
-        return max(values) if values else None
+        col = self.columns.get(key)
+        return float(col.values.max()) if col and col.size else None
 
     @property
     def x_label(self) -> str:
         """What curves are plotted against."""
-        return "env steps" if self.steps.get(ENV_STEPS) else "iteration"
+        return "env steps" if ENV_STEPS in self.columns else "iteration"
 
     def take_curves(self, max_points: int = MAX_POINTS) -> dict[str, Curve]:
         """Curves of the keys changed since the last call (all keys once env steps change)."""
-        keys = set(self.steps) if ENV_STEPS in self.dirty else set(self.dirty)
+        keys = set(self.columns) if ENV_STEPS in self.dirty else set(self.dirty)
         self.dirty.clear()
-        return {k: self.curve(k, max_points) for k in sorted(keys) if self.steps.get(k)}
+        return {k: self.curve(k, max_points) for k in sorted(keys) if self.columns[k].size}
 
     def curve(self, key: str, max_points: int = MAX_POINTS) -> Curve:
         """One key against env steps (the newest env-step count at or before each step)."""
-        steps = np.asarray(self.steps[key], dtype=np.float64)
-        y = np.asarray(self.values[key], dtype=np.float64)
-        env_steps = self.steps.get(ENV_STEPS)
-        if env_steps:
-            at = np.searchsorted(np.asarray(env_steps), steps, side="right") - 1
-            env = np.asarray(self.values[ENV_STEPS], dtype=np.float64)
-            x = np.where(at >= 0, env[np.clip(at, 0, None)], 0.0)
+        col = self.columns[key]
+        y = col.values
+        env = self.columns.get(ENV_STEPS)
+        if env is not None and env.size:
+            at = np.searchsorted(env.steps, col.steps, side="right") - 1
+            x = np.where(at >= 0, env.values[np.clip(at, 0, None)], 0.0)
         else:
-            x = steps
+            x = col.steps.astype(np.float64)
         xs, ys = downsample(x, y, max_points)
         return Curve(key=key, x=tuple(xs.tolist()), y=tuple(ys.tolist()), last=float(y[-1]),
                      lo=float(y.min()), hi=float(y.max()), count=len(y))

@@ -129,7 +129,7 @@ class CompareFeed:
         if not curves and infos == self._shown:
             return None
         self._shown = infos
-        with_data = [s for s in self.series.values() if s.steps]
+        with_data = [s for s in self.series.values() if s.columns]
         x_label = "env steps" if all(s.x_label == "env steps" for s in with_data) else "iteration"
         return CompareUpdated(infos, curves, x_label)
 

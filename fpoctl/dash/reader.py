@@ -24,8 +24,8 @@ class StoreReader:
     def __init__(self, store: Store, *, interval: float = 1.0,
                  clock: Callable[[], float] = time.time) -> None:
         self.store, self.interval, self.clock = store, interval, clock
-        self.poll_seconds: deque[float] = deque(maxlen=1000)
-        """Duration of each poll of one feed (read + build the message), newest last."""
+        self.tick_seconds: deque[float] = deque(maxlen=1000)
+        """Duration of each tick: every feed polled (reads + building messages), newest last."""
         self._subs: dict[int, tuple[MessagePump, Feed]] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -66,16 +66,15 @@ class StoreReader:
             behind = False
             for token, (target, feed) in subs:
                 behind |= self._poll(token, target, feed)
+            self.tick_seconds.append(time.perf_counter() - started)
             if not behind:
                 self._wake.wait(max(0.0, self.interval - (time.perf_counter() - started)))
 
     def _poll(self, token: int, target: MessagePump, feed: Feed) -> bool:
-        t0 = time.perf_counter()
         try:
             message = feed.poll(self.store, self.clock())
         except (sa.exc.SQLAlchemyError, FpoctlError) as exc:
             message = ReadFailed(_one_line(exc))
-        self.poll_seconds.append(time.perf_counter() - t0)
         if message is not None and not target.post_message(message):
             self.unsubscribe(token)  # the screen is gone
             return False

@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from rich.text import Text
 from textual.app import RenderResult
 from textual_plotext import PlotextPlot
+
+from fpoctl.dash.data import downsample
 
 PALETTE = ("#4fc3f7", "#81c784", "#ffb74d", "#e57373", "#ba68c8", "#fff176", "#4db6ac", "#f06292")
 """Line colours (hex, so the legend in a panel title can use the same ones)."""
@@ -59,9 +62,10 @@ class MetricPlot(PlotextPlot):
         scale, unit = (1e6, " (M)") if top >= 2e6 else (1e3, " (k)") if top >= 2e3 else (1.0, "")
         plt = self.plt
         plt.clear_figure()
+        points = 2 * self.size.width  # braille: two dots per cell across; more is never seen
         for line in self.lines:
-            plt.plot([x / scale for x in line.x], list(line.y), color=_rgb(line.color),
-                     marker="braille")
+            x, y = downsample(np.asarray(line.x) / scale, np.asarray(line.y), points)
+            plt.plot(x.tolist(), y.tolist(), color=_rgb(line.color), marker="braille")
         plt.xlabel(self.x_label + unit)
         if self.ylim is not None:
             plt.ylim(*self.ylim)
