@@ -1,0 +1,58 @@
+"""Run actions bound to keys (stop, resume, push). Each calls the same function as the CLI
+command; until that function exists the key says so instead of pretending.
+
+Wiring one later is one line here: point its `RunAction` at the CLI's service function
+(called as `function(settings, run_id)` from a worker thread, returning a one-line result).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fpoctl.settings import Settings
+
+
+class ActionUnavailable(Exception):
+    """The feature behind a key is not in this fpoctl yet."""
+
+
+@dataclass(frozen=True)
+class RunAction:
+    """A key that acts on one run through a service function `module.function`."""
+
+    name: str
+    command: str
+    module: str
+    function: str
+
+    @property
+    def available(self) -> bool:
+        """Whether the service module is installed (checked without importing it)."""
+        try:
+            return importlib.util.find_spec(self.module) is not None
+        except ModuleNotFoundError:
+            return False
+
+    def target(self) -> Callable[[Settings, int], str]:
+        """The service function, or ActionUnavailable naming the missing command."""
+        func = None
+        if self.available:
+            func = getattr(importlib.import_module(self.module), self.function, None)
+        if not callable(func):
+            raise ActionUnavailable(f"{self.name} is not available yet: needs `{self.command}`")
+        return func
+
+
+ACTIONS = {
+    "stop": RunAction("stop", "fpoctl stop RUN", "fpoctl.jobs", "stop_run"),
+    "resume": RunAction("resume", "fpoctl resume RUN", "fpoctl.jobs", "resume_run"),
+    "push": RunAction("push", "fpoctl push RUN --repo ...", "fpoctl.hub", "push_run"),
+}
+
+
+def perform(name: str, settings: Settings, run_id: int) -> str:
+    """Run action `name` on a run (blocking: call it from a worker thread)."""
+    return ACTIONS[name].target()(settings, run_id)

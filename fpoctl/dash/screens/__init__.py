@@ -1,0 +1,1 @@
+"""The dashboard's screens: the runs table, one run, and runs compared."""

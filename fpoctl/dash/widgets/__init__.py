@@ -1,0 +1,1 @@
+"""Reusable dashboard widgets: plots, metric tables, the runs table, header, events log."""

@@ -1,0 +1,250 @@
+"""`fpoctl dash` driven by Textual's pilot on a real seeded store: navigate, filter, sort, open a
+run, compare runs, unavailable keys, and rows written by another process showing up live."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+
+from fpoctl.dash import names as n
+from fpoctl.dash.app import DashApp
+from fpoctl.dash.screens.compare import CompareScreen
+from fpoctl.dash.screens.run import RunScreen
+from fpoctl.dash.screens.runs import RunsScreen
+from fpoctl.settings import Settings
+from fpoctl.store import Store
+from tests.conftest import run_cli
+from tests.seed_store import FROZEN_NOW, seed_runs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def seeded(store: Store) -> dict[str, int]:
+    """The five seeded runs, name -> id."""
+    return seed_runs(store)
+
+
+def make_app(store: Store, settings: Settings, **kwargs) -> DashApp:
+    """The app with "now" frozen where the seeded times expect it."""
+    kwargs.setdefault("interval", 0.2)
+    return DashApp(store, settings, clock=lambda: FROZEN_NOW, **kwargs)
+
+
+async def wait_for(pilot: Pilot, condition: Callable[[], bool], timeout: float = 10.0) -> float:
+    """Let the app run until `condition()` holds; returns the seconds it took."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await pilot.pause(0.02)
+    return time.monotonic() - start
+
+
+def drive(app: DashApp, scenario: Callable[[Pilot], Awaitable[None]],
+          size: tuple[int, int] = (120, 40)) -> None:
+    """Run `scenario` against the app in a headless terminal of `size`."""
+    async def main() -> None:
+        async with app.run_test(size=size) as pilot:
+            await wait_for(pilot, lambda: getattr(app.screen, "loaded", False))
+            await scenario(pilot)
+    asyncio.run(main())
+
+
+def statuses(app: DashApp) -> dict[int, str]:
+    """Run id -> status as the runs table shows it."""
+    table = app.screen.table
+    col = table.column_keys.index("status")
+    return {int(str(key.value)): str(table.get_row(key)[col]) for key in table.rows}
+
+
+def test_runs_table_shows_every_run_with_lost_and_key_numbers(store, settings, seeded) -> None:
+    app = make_app(store, settings)
+
+    async def scenario(pilot: Pilot) -> None:
+        assert isinstance(app.screen, RunsScreen)
+        assert statuses(app) == {
+            seeded["pi0-libero-spatial"]: "running", seeded["mlp-fast-reach"]: "finished",
+            seeded["pi0-aloha-insertion"]: "lost", seeded["mlp-pendulum"]: "failed",
+            seeded["pi0-libero-goal"]: "queued",
+        }
+        table = app.screen.table
+        row = dict(zip(table.column_keys, table.get_row(str(seeded["pi0-libero-spatial"])), strict=True))
+        assert str(row["iter"]) == "120/300" and str(row["env_steps"]) == "245.8k"
+        assert str(row["elapsed"]) == "1h00m" and str(row["eta"]) == "1h30m"  # 180 iterations left
+        assert str(row["success"]).endswith("%") and str(row["best"]).endswith("%")
+        assert "5 runs · 1 running" in app.screen.sub_title
+
+    drive(app, scenario)
+
+
+def test_narrow_terminal_keeps_the_numbers_that_matter(store, settings, seeded) -> None:
+    app = make_app(store, settings)
+
+    async def scenario(pilot: Pilot) -> None:
+        keys = app.screen.table.column_keys
+        assert "task" not in keys and {"name", "status", "success", "best", "eta"} <= set(keys)
+
+    drive(app, scenario, size=(80, 24))
+
+
+def test_filter_then_clear(store, settings, seeded) -> None:
+    app = make_app(store, settings)
+
+    async def scenario(pilot: Pilot) -> None:
+        await pilot.press("slash", *"pi0 lost")
+        table = app.screen.table
+        assert [r.name for r in table.shown_runs] == ["pi0-aloha-insertion"] and table.row_count == 1
+        assert app.screen.sub_title.startswith("1 of 5 runs")
+        await pilot.press("enter")  # keep the filter, back to the table
+        assert app.focused is table and table.row_count == 1
+        await pilot.press("escape")
+        assert table.row_count == 5 and table.query_text == ""
+
+    drive(app, scenario)
+
+
+def test_sort_by_key_and_by_header_click(store, settings, seeded) -> None:
+    app = make_app(store, settings)
+
+    async def scenario(pilot: Pilot) -> None:
+        table = app.screen.table
+        assert [r.id for r in table.shown_runs] == sorted(seeded.values(), reverse=True)
+        await pilot.press("o")  # id -> name, ascending
+        assert table.shown_runs[0].name == "mlp-fast-reach" and "by name ▲" in app.screen.sub_title
+        await pilot.click(offset=(table.region.x + 2 + _column_x(table, "best"), table.region.y))
+        assert table.sort_column == "best"
+        best = [r.best_success for r in table.shown_runs]
+        present = [b for b in best if b is not None]
+        assert present == sorted(present, reverse=True) and best[-1] is None  # blanks last
+
+    drive(app, scenario)
+
+
+def _column_x(table, key: str) -> int:
+    """The x offset of a column's header inside the table."""
+    x = 0
+    for column in table.ordered_columns:
+        if column.key.value == key:
+            return x
+        x += column.get_render_width(table)
+    raise KeyError(key)
+
+
+def test_open_a_run_then_go_back(store, settings, seeded) -> None:
+    app = make_app(store, settings)
+    rid = seeded["pi0-libero-spatial"]
+
+    async def scenario(pilot: Pilot) -> None:
+        await pilot.press("down", "down", "down", "down")  # id descending: run 1 is last
+        assert app.screen.table.current_run_id == rid
+        await pilot.press("enter")
+        screen = app.screen
+        assert isinstance(screen, RunScreen) and screen.run_id == rid
+        await wait_for(pilot, lambda: screen.loaded)
+        assert screen.curves[n.ROLLOUT_SUCCESS].count == 120
+        assert screen.curves[n.EVAL_SUCCESS].count == 12
+        assert screen.curves[n.ENV_STEPS].last == 120 * 2048
+        assert {n.Q_MEAN, n.Q_STD, n.Q_MIN, n.RATIO_MAX, "perf/gpu_mem_gb"} <= set(screen.curves)
+        header = screen.query_one("#run-header").plain
+        assert "pi0-libero-spatial" in header and "iter 120/300" in header and "clip_eps=0.05" in header
+        events = " ".join(strip.text.strip() for strip in screen.query_one("#events").lines)
+        for shown in ("+0s status status -> running", "+2m00s checkpoint saved checkpoint at iteration 100",
+                      "+4m00s fpo ratio_max 1.31 > 1.25 at iteration 97"):
+            assert " ".join(shown.split()) in " ".join(events.split())
+        plot = screen.query_one("#q-plot")
+        assert [line.label for line in plot.lines][2:] == ["+std", "-std"]  # the band
+        await pilot.press("escape")
+        assert isinstance(app.screen, RunsScreen)
+
+    drive(app, scenario)
+
+
+def test_open_run_directly_like_dash_run_option(store, settings, seeded) -> None:
+    app = make_app(store, settings, run_id=seeded["mlp-pendulum"])
+
+    async def scenario(pilot: Pilot) -> None:
+        screen = app.screen
+        assert isinstance(screen, RunScreen) and screen.run_id == seeded["mlp-pendulum"]
+        assert "CUDA error: out of memory" in screen.query_one("#run-header").plain
+        await pilot.press("escape")
+        assert isinstance(app.screen, RunsScreen)
+
+    drive(app, scenario, size=(80, 24))
+
+
+def test_compare_two_marked_runs(store, settings, seeded) -> None:
+    app = make_app(store, settings)
+    first, second = seeded["mlp-fast-reach"], seeded["pi0-libero-spatial"]
+
+    async def scenario(pilot: Pilot) -> None:
+        await pilot.press("down", "down", "down", "space", "down", "space")  # runs 2 and 1
+        assert app.screen.table.marked == {first, second}
+        await pilot.press("c")
+        screen = app.screen
+        assert isinstance(screen, CompareScreen) and screen.run_ids == [first, second]
+        await wait_for(pilot, lambda: len(screen.plotted) == 2)
+        assert [line.label for line in screen.plotted] == ["2 mlp-fast-reach", "1 pi0-libero-spatial"]
+        assert screen.curves[first][n.EVAL_SUCCESS].count == 20
+        await pilot.press("m")
+        assert screen.metric == n.ROLLOUT_SUCCESS and len(screen.plotted[0].y) == 200
+        await pilot.press("escape")
+        assert isinstance(app.screen, RunsScreen)
+
+    drive(app, scenario)
+
+
+def test_stop_resume_push_are_shown_unavailable_and_say_why(store, settings, seeded) -> None:
+    app = make_app(store, settings)
+
+    async def scenario(pilot: Pilot) -> None:
+        for key in "srp":
+            assert app.screen.active_bindings[key].enabled is False  # greyed out in the footer
+        await pilot.press("s")
+        await wait_for(pilot, lambda: bool(app._notifications))
+        message = next(iter(app._notifications)).message
+        assert "not available yet" in message and "fpoctl stop" in message
+
+    drive(app, scenario)
+
+
+def test_rows_from_another_process_show_within_two_seconds(store, settings, seeded) -> None:
+    """A stand-in trainer process appends iterations; the open run screen (1 s refresh, as
+    shipped) shows each one within 2 s, and no read ever fails while the writer writes."""
+    rid = seeded["pi0-libero-spatial"]
+    app = DashApp(store, settings, run_id=rid)  # the real interval and clock
+    errors: list[str] = []
+    app.report_read_error = errors.append  # type: ignore[method-assign]
+
+    async def scenario(pilot: Pilot) -> None:
+        screen = app.screen
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.seed_store", "append", "--db", settings.db_url,
+            "--run", str(rid), "--start", "120", "--count", "3", "--delay", "1.3",
+            cwd=ROOT, stdout=asyncio.subprocess.PIPE)
+        assert proc.stdout is not None
+        delays = []
+        for it in range(120, 123):
+            word, number, _, written = (await proc.stdout.readline()).decode().split()
+            assert (word, int(number)) == ("wrote", it)
+            await wait_for(pilot, lambda it=it: screen.curves[n.ROLLOUT_SUCCESS].count >= it + 1)
+            delays.append(time.time() - float(written))
+        await proc.wait()
+        assert max(delays) < 2.0, delays
+        assert screen.curves[n.ENV_STEPS].last == 123 * 2048
+        assert "iter 123/300" in screen.query_one("#run-header").plain
+
+    drive(app, scenario)
+    assert errors == []
+
+
+def test_cli_dash_with_unknown_run_is_one_line_error(settings: Settings) -> None:
+    proc = run_cli("dash", "--run", "999")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == ["error: no run '999' (see `fpoctl runs list`)"]

@@ -1,0 +1,66 @@
+"""Screenshots of the dashboard on the seeded store with "now" frozen (pytest-textual-snapshot).
+After a deliberate UI change: pytest tests/test_dash_snapshots.py --snapshot-update, then look
+at the SVGs under tests/__snapshots__/ before committing them."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from textual.pilot import Pilot
+
+from fpoctl.dash.app import DashApp
+from fpoctl.settings import Settings
+from fpoctl.store import Store
+from tests.seed_store import FROZEN_NOW, seed_runs
+
+pytest.importorskip("pytest_textual_snapshot")
+
+
+@pytest.fixture
+def seeded(store: Store) -> dict[str, int]:
+    """The five seeded runs, name -> id."""
+    return seed_runs(store)
+
+
+def app_for(store: Store, settings: Settings, run_id: int | None = None) -> DashApp:
+    """The app with "now" frozen at the seeded times."""
+    return DashApp(store, settings, run_id=run_id, interval=0.1, clock=lambda: FROZEN_NOW)
+
+
+async def settled(pilot: Pilot) -> None:
+    """Wait until the current screen has its data, then let rendering finish."""
+    deadline = time.monotonic() + 10
+    while not getattr(pilot.app.screen, "loaded", False):
+        assert time.monotonic() < deadline, "the screen never loaded"
+        await pilot.pause(0.02)
+    await pilot.pause(0.3)
+    await pilot.wait_for_scheduled_animations()
+
+
+def test_runs_screen(snap_compare, store, settings, seeded) -> None:
+    assert snap_compare(app_for(store, settings), terminal_size=(120, 30), run_before=settled)
+
+
+def test_runs_screen_at_80x24(snap_compare, store, settings, seeded) -> None:
+    assert snap_compare(app_for(store, settings), terminal_size=(80, 24), run_before=settled)
+
+
+def test_run_screen(snap_compare, store, settings, seeded) -> None:
+    app = app_for(store, settings, run_id=seeded["pi0-libero-spatial"])
+    assert snap_compare(app, terminal_size=(160, 50), run_before=settled)
+
+
+def test_run_screen_at_80x24(snap_compare, store, settings, seeded) -> None:
+    app = app_for(store, settings, run_id=seeded["pi0-libero-spatial"])
+    assert snap_compare(app, terminal_size=(80, 24), run_before=settled)
+
+
+def test_compare_screen(snap_compare, store, settings, seeded) -> None:
+    async def compare_three(pilot: Pilot) -> None:
+        await settled(pilot)
+        await pilot.press("down", "down", "space", "down", "space", "down", "space", "c")
+        await settled(pilot)
+
+    app = app_for(store, settings)
+    assert snap_compare(app, terminal_size=(120, 34), run_before=compare_three)
