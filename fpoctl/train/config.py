@@ -7,6 +7,7 @@ overrides; the fully resolved config is stored with the run.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import tomllib
 from dataclasses import dataclass
@@ -216,7 +217,7 @@ def field_docs(cls: type) -> dict[str, str]:
     tree = ast.parse(inspect.getsource(cls))
     docs: dict[str, str] = {}
     body = tree.body[0].body  # type: ignore[attr-defined]
-    for node, nxt in zip(body, body[1:], strict=False):
+    for node, nxt in itertools.pairwise(body):
         if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(
                 nxt.value, ast.Constant):
             docs[node.target.id] = str(nxt.value.value)  # type: ignore[union-attr]
