@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from fpoctl import __version__
-from fpoctl.commands import dash, db, doctor, runs
+from fpoctl.commands import dash, db, doctor, runs, train
 from fpoctl.commands.common import err_console
 from fpoctl.errors import FpoctlError
 from fpoctl.settings import Settings
@@ -30,6 +30,9 @@ app.add_typer(runs.app, name="runs")
 app.add_typer(db.app, name="db")
 app.command("doctor")(doctor.doctor)
 app.command("dash")(dash.dash)
+app.command("sft")(train.sft)
+app.command("finetune")(train.finetune)
+app.command("eval")(train.evaluate)
 
 
 def _version(value: bool) -> None:

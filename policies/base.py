@@ -41,6 +41,10 @@ class FlowPolicy(Protocol):
         """A detached feature vector [B, F] per observation for critics."""
         ...
 
+    def fit_normalization(self, states: np.ndarray, actions: np.ndarray) -> None:
+        """Set input/output normalisation statistics from data (states [M, S], actions [M, d])."""
+        ...
+
     def to_env_actions(self, actions: Tensor, d_env: int) -> np.ndarray:
         """Model-space chunks [B, H, D] -> env actions [B, H, d_env] (unnormalised, unpadded)."""
         ...

@@ -56,6 +56,10 @@ class MLPFlowPolicy(nn.Module):
         self.obs_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
         self.obs_std.copy_(torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-3))
 
+    def fit_normalization(self, states: np.ndarray, actions: np.ndarray) -> None:
+        """Observation statistics from demonstrations (actions stay in the env's [-1, 1] box)."""
+        self.set_obs_normalization(states.mean(0), states.std(0))
+
     def velocity(self, x_t: Tensor, t: Tensor, state: Tensor) -> Tensor:
         """v_theta for x_t [..., H, D], t [...], state [..., S] (leading dims must match)."""
         lead = x_t.shape[:-2]

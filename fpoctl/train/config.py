@@ -30,6 +30,8 @@ class FinetuneConfig:
     """Start from a run (id/name: its best checkpoint), a pulled model, or a folder."""
     obs_mode: str | None = None
     """Observation mode ("state" / "pixels"); None = the task's default."""
+    tokenizer: str | None = None
+    """pi0 prompt tokenizer (a SentencePiece .model file) when the checkpoint carries none."""
     seed: int = 0
     """Seed for torch, numpy and the envs."""
     device: str = "auto"
@@ -123,6 +125,8 @@ class SFTConfig:
     """Policy to build ("mlp", "pi0-tiny", ...) or a folder / run / model to start from."""
     obs_mode: str | None = None
     """Observation mode; None = the task's default."""
+    tokenizer: str | None = None
+    """pi0 prompt tokenizer (a SentencePiece .model file) when the checkpoint carries none."""
     demos: str | None = None
     """A demonstrations .npz (fpoctl/envs/demos.py); None = collect `expert_episodes` now."""
     expert_episodes: int = 20
@@ -145,6 +149,8 @@ class SFTConfig:
     """Episodes of the final evaluation."""
     flow_steps: int = 10
     """Euler steps of the sampler at evaluation."""
+    exec_steps: int = 4
+    """Env steps executed from each chunk at evaluation."""
     num_envs: int = 16
     """Parallel environments for evaluation."""
     workers: bool = False

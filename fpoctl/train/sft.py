@@ -36,9 +36,7 @@ def train_sft(policy: Any, demos: DemoSet, cfg: SFTConfig, device: torch.device,
     """Fit the policy's CFM loss on demonstration chunks; returns the final mean loss."""
     if len(demos.actions) == 0:
         raise ValueError("no demonstrations with a successful episode to learn from")
-    if hasattr(policy, "set_obs_normalization") and "state" in demos.obs:
-        states = demos.obs["state"].astype(np.float32)
-        policy.set_obs_normalization(states.mean(0), states.std(0))
+    policy.fit_normalization(demos.obs["state"].astype(np.float32), demos.actions)
     chunks, step_mask = demo_chunks(demos, policy.horizon)
     d_env = chunks.shape[-1]
     actions = policy.from_env_actions(chunks).float()  # model space [M, H, D]

@@ -103,6 +103,11 @@ class Pi0Policy(Pi0Model):
         if action is not None:
             self.processors.action = action
 
+    def fit_normalization(self, states: np.ndarray, actions: np.ndarray) -> None:
+        """Mean/std statistics of states [M, S] and actions [M, d] (e.g. from demonstrations)."""
+        acts = actions.reshape(-1, actions.shape[-1])
+        self.set_stats(MeanStd(states.mean(0), states.std(0)), MeanStd(acts.mean(0), acts.std(0)))
+
     @property
     def device(self) -> torch.device:
         """Where the weights are."""

@@ -1,0 +1,173 @@
+"""`fpoctl sft`, `fpoctl finetune`, `fpoctl eval`: train and evaluate flow policies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from fpoctl.commands.common import console, open_store, print_json, settings
+from fpoctl.train.config import FinetuneConfig, SFTConfig, as_dict, field_docs, resolve
+
+if TYPE_CHECKING:  # the trainer imports torch: load it only when a command runs
+    from fpoctl.train.runner import JobResult
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="A TOML file of config values.")]
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", help="Override one config value: key=value (repeatable), e.g. --set actor_lr=1e-5.")]
+NameOpt = Annotated[str | None, typer.Option(help="A name for the run. [default: TASK-KIND]")]
+SeedOpt = Annotated[int | None, typer.Option(help="Seed. [default: 0]")]
+DeviceOpt = Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N. [default: auto]")]
+ShowOpt = Annotated[bool, typer.Option(help="Print the resolved config with docs; do not run.")]
+
+
+@contextmanager
+def progress_bar(title: str, unit: str) -> Iterator[Callable[[int, int, dict[str, float]], None]]:
+    """A rich progress line: iteration, env steps, success, return, ETA."""
+    columns = [TextColumn(f"[bold]{title}[/]"), BarColumn(), TextColumn(f"{unit} {{task.completed}}/"
+               "{task.total}"), TextColumn("{task.fields[stats]}"), TimeElapsedColumn(),
+               TextColumn("ETA"), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(title, total=None, stats="")
+
+        def update(step: int, total: int, m: dict[str, float]) -> None:
+            parts = []
+            if "env/steps_total" in m:
+                parts.append(f"env steps {int(m['env/steps_total']):,}")
+            for key, label in (("rollout/success_rate", "success"), ("eval/success_rate", "eval"),
+                               ("rollout/return", "return"), ("sft/loss", "loss")):
+                if key in m:
+                    parts.append(f"{label} {m[key]:.0%}" if "success" in key else f"{label} {m[key]:.3g}")
+            bar.update(task, completed=step, total=total, stats=" · ".join(parts))
+
+        yield update
+
+
+def _summary(result: JobResult, kind: str) -> None:
+    before = result.before.get("eval/success_rate")
+    after = result.after.get("eval/success_rate")
+    line = f"run {result.run_id} {result.status}"
+    if before is not None or after is not None:
+        fmt = lambda v: "-" if v is None else f"{v:.0%}"  # noqa: E731
+        line += f": success {fmt(before)} -> {fmt(after)}" if kind == "finetune" \
+            else f": success {fmt(after)}"
+    console.print(line)
+    if result.checkpoint:
+        console.print(f"checkpoint: {result.checkpoint}")
+    console.print(f"watch: fpoctl dash --run {result.run_id}   ·   fpoctl runs show {result.run_id}")
+    if result.status != "finished":
+        raise typer.Exit(1)
+
+
+def finetune(
+    ctx: typer.Context,
+    task: Annotated[str | None, typer.Option(help="Task (see `fpoctl tasks`). [default: fast-goal]")] = None,
+    policy: Annotated[str | None, typer.Option(help="mlp, pi0, pi0-tiny. [default: mlp]")] = None,
+    init: Annotated[str | None, typer.Option(help="Start from a run, a pulled model or a folder.")] = None,
+    iterations: Annotated[int | None, typer.Option(help="Iterations. [default: 100]")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    name: NameOpt = None,
+    seed: SeedOpt = None,
+    device: DeviceOpt = None,
+    resume: Annotated[str | None, typer.Option(help="Resume this run from its last checkpoint.")] = None,
+    show_config: ShowOpt = False,
+    json_: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Fine-tune a flow policy online with FPO; the run, its metrics and checkpoints go to the store.
+
+    Examples:
+      fpoctl finetune --task fast-goal --init 3 --iterations 40
+      fpoctl finetune --task libero-spatial --policy pi0 --init pi0-libero --set actor_lr=1e-5
+      fpoctl finetune --resume 7
+    Every config key (`--set key=value`) with its meaning and value: add `--show-config`.
+    """
+    cfg = FinetuneConfig() if resume else resolve(
+        FinetuneConfig, config, set_, task=task, policy=policy, init=init, iterations=iterations,
+        seed=seed, device=device)
+    if show_config:
+        _show_config(cfg)
+        return
+    from fpoctl.train import runner
+
+    with progress_bar("FPO", "iter") as update:
+        result = runner.finetune(settings(ctx), cfg, name=name,
+                                 resume_run=None if resume is None else _run_id(ctx, resume),
+                                 progress=update)
+    if json_:
+        print_json(result.__dict__)
+    _summary(result, "finetune")
+
+
+def sft(
+    ctx: typer.Context,
+    task: Annotated[str | None, typer.Option(help="Task. [default: fast-goal]")] = None,
+    demos: Annotated[str | None, typer.Option(help="Demonstrations .npz (see fpoctl/envs/demos.py).")] = None,
+    expert: Annotated[int | None, typer.Option(help="Collect N scripted-expert episodes instead.")] = None,
+    policy: Annotated[str | None, typer.Option(help="mlp, pi0-tiny, or a run/model/folder to start from.")] = None,
+    steps: Annotated[int | None, typer.Option(help="Gradient steps. [default: 2000]")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    name: NameOpt = None,
+    seed: SeedOpt = None,
+    device: DeviceOpt = None,
+    show_config: ShowOpt = False,
+) -> None:
+    """Behaviour-clone a flow policy from demonstrations (the prior FPO fine-tunes).
+
+    Example: fpoctl sft --task fast-goal --expert 20 --steps 1000
+    """
+    cfg = resolve(SFTConfig, config, set_, task=task, demos=demos, expert_episodes=expert,
+                  policy=policy, steps=steps, seed=seed, device=device)
+    if show_config:
+        _show_config(cfg)
+        return
+    from fpoctl.train import runner
+
+    with progress_bar("SFT", "step") as update:
+        result = runner.sft(settings(ctx), cfg, name=name, progress=update)
+    _summary(result, "sft")
+
+
+def evaluate(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Argument(help="A run (its best checkpoint), a pulled model or a folder.")],
+    task: Annotated[str, typer.Option(help="Task to evaluate on.")],
+    episodes: Annotated[int, typer.Option(help="Episodes.")] = 50,
+    exec_steps: Annotated[int, typer.Option(help="Env steps executed per action chunk.")] = 4,
+    num_envs: Annotated[int, typer.Option(help="Parallel environments.")] = 16,
+    workers: Annotated[bool, typer.Option(help="Environments in worker processes.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda.")] = "auto",
+    json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Evaluate a policy with zero-noise sampling; the result is recorded in the store.
+
+    Example: fpoctl eval 3 --task fast-goal --episodes 100
+    """
+    from fpoctl.train import runner
+
+    result = runner.evaluate_policy(settings(ctx), source, task_name=task, episodes=episodes,
+                                    exec_steps=exec_steps, num_envs=num_envs, workers=workers,
+                                    seed=seed, device=device)
+    if json_:
+        print_json(result)
+        return
+    console.print(f"{source} on {task}: success {result['eval/success_rate']:.0%}, return "
+                  f"{result['eval/return']:.3g}, length {result['eval/episode_len']:.0f} "
+                  f"over {int(result['eval/episodes'])} episodes")
+
+
+def _show_config(cfg: object) -> None:
+    docs = field_docs(type(cfg))
+    for key, value in as_dict(cfg).items():
+        console.print(f"[bold]{key}[/] = {value!r}  [dim]# {docs.get(key, '')}[/]", highlight=False)
+
+
+def _run_id(ctx: typer.Context, ref: str) -> int:
+    with open_store(ctx) as store:
+        return store.get_run(ref).id

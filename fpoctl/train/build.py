@@ -1,0 +1,90 @@
+"""Build the policy a job starts from: a fresh one by name, or one resolved from `--init`
+(a run's best checkpoint, a pulled model, or a folder)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fpoctl.envs import TaskSpec
+from fpoctl.errors import FpoctlError, NotFoundError
+from fpoctl.store import Store
+from policies.registry import PolicyError, make_policy
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" -> CUDA when available, else CPU; anything else as given (checked)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise FpoctlError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise FpoctlError(f"device {name} asked for, but torch sees no CUDA GPU here")
+    return device
+
+
+def resolve_init(store: Store, ref: str) -> Path:
+    """The policy folder behind `ref`: a folder, a run (best, else last checkpoint) or a model."""
+    return resolve_source(store, ref)[0]
+
+
+def resolve_source(store: Store, ref: str) -> tuple[Path, int | None]:
+    """Like `resolve_init`, plus the run id when `ref` names a run."""
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        return (path / "policy" if (path / "policy" / "config.json").exists() else path), None
+    try:
+        run = store.get_run(ref)
+    except NotFoundError:
+        run = None
+    if run is not None:
+        ckpts = store.checkpoints(run.id)
+        if not ckpts:
+            raise FpoctlError(f"run {run.id} ({run.name}) has no checkpoint to start from")
+        best = [c for c in ckpts if c.is_best]
+        return Path((best or ckpts)[-1].path) / "policy", run.id
+    for model in store.models():
+        if ref in (model.alias, model.repo, str(model.id)):
+            return Path(model.path), None
+    raise FpoctlError(f"--init {ref!r} is neither a folder, a run nor a pulled model "
+                      "(see `fpoctl runs list`, `fpoctl models list`)")
+
+
+def build_policy(name: str, task: TaskSpec, obs_mode: str | None, *, horizon: int, hidden: int,
+                 device: torch.device, init_folder: Path | None = None,
+                 tokenizer: str | None = None) -> Any:
+    """A policy on `device`: loaded from `init_folder`, else fresh by name."""
+    try:
+        if init_folder is not None:
+            kwargs = {"tokenizer": tokenizer} if tokenizer else {}
+            policy = make_policy(init_folder, **kwargs)
+        elif name == "mlp":
+            env = task.make_env(obs_mode, seed=0)
+            try:
+                obs_dim = env.observation_space["state"].shape[0]
+                action_dim = env.action_space.shape[0]
+            finally:
+                env.close()
+            policy = make_policy("mlp", obs_dim=obs_dim, action_dim=action_dim, horizon=horizon,
+                                 hidden=hidden)
+        else:
+            policy = make_policy(name, **({"tokenizer": tokenizer} if tokenizer else {}))
+    except PolicyError as exc:
+        raise FpoctlError(str(exc)) from None
+    return policy.to(device)
+
+
+def git_revision() -> str | None:
+    """The git commit of the fpoctl checkout, when it is one."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
