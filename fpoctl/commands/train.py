@@ -108,7 +108,8 @@ def sft(
     task: Annotated[str | None, typer.Option(help="Task. [default: fast-goal]")] = None,
     demos: Annotated[str | None, typer.Option(help="Demonstrations .npz (see fpoctl/envs/demos.py).")] = None,
     expert: Annotated[int | None, typer.Option(help="Collect N scripted-expert episodes instead.")] = None,
-    policy: Annotated[str | None, typer.Option(help="mlp, pi0-tiny, or a run/model/folder to start from.")] = None,
+    policy: Annotated[str | None, typer.Option(help="mlp, pi0-tiny, or a run/model/folder to start from.")
+                      ] = None,
     steps: Annotated[int | None, typer.Option(help="Gradient steps. [default: 2000]")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
