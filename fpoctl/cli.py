@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from fpoctl import __version__
-from fpoctl.commands import dash, db, doctor, runs, train
+from fpoctl.commands import dash, db, doctor, hub, runs, train
 from fpoctl.commands.common import err_console
 from fpoctl.errors import FpoctlError
 from fpoctl.settings import Settings
@@ -33,6 +34,8 @@ app.command("dash")(dash.dash)
 app.command("sft")(train.sft)
 app.command("finetune")(train.finetune)
 app.command("eval")(train.evaluate)
+app.command("pull")(hub.pull)
+app.add_typer(hub.models_app, name="models")
 
 
 def _version(value: bool) -> None:
@@ -66,7 +69,7 @@ def main() -> None:
     try:
         app()
     except FpoctlError as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
