@@ -35,6 +35,7 @@ app.command("sft")(train.sft)
 app.command("finetune")(train.finetune)
 app.command("eval")(train.evaluate)
 app.command("pull")(hub.pull)
+app.command("push")(hub.push)
 app.add_typer(hub.models_app, name="models")
 
 

@@ -158,9 +158,9 @@ class HubServer:
 class HubError(Exception):
     """An error answer: status, X-Error-Code, message."""
 
-    def __init__(self, status: int, code: str | None, message: str) -> None:
+    def __init__(self, status: int, code: str | None, message: str, **body: Any) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.body = status, code, message, body
 
 
 ROUTES: list[tuple[str, re.Pattern[str], str]] = [
@@ -258,7 +258,7 @@ class _HubHandler(BaseHTTPRequestHandler):
         headers = {"X-Error-Message": exc.message}
         if exc.code:
             headers["X-Error-Code"] = exc.code
-        self._send(exc.status, json.dumps({"error": exc.message}).encode(), headers)
+        self._send(exc.status, json.dumps({"error": exc.message, **exc.body}).encode(), headers)
 
     def _repo(self, repo_id: str, *, write: bool = False) -> HubRepo:
         repo = self.hub.repos.get(repo_id)
@@ -413,7 +413,9 @@ class _HubHandler(BaseHTTPRequestHandler):
             raise HubError(403, None, f"You don't have the rights to create a model under {namespace}")
         repo_id = f"{namespace}/{body['name']}"
         if repo_id in self.hub.repos:
-            raise HubError(409, None, "You already created this model repo")
+            # The Hub's 409 still carries the repo URL (the client reads it when exist_ok=True).
+            raise HubError(409, None, "You already created this model repo",
+                           url=f"http://{self.headers['Host']}/{repo_id}")
         private = body.get("private") or body.get("visibility") == "private"
         repo = self.hub.repos[repo_id] = HubRepo(repo_id, private=bool(private))
         repo.commit({".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"},

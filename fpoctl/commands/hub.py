@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -70,6 +71,53 @@ def pull(
         console.print(f"  {m.path}", highlight=False)
         if result.tokenizer:
             console.print(f"  tokenizer: {result.tokenizer}", highlight=False)
+
+
+def push(
+    ctx: typer.Context,
+    run: Annotated[str, typer.Argument(help="Run id or name.")],
+    repo: Annotated[str, typer.Option(help="Target repo ORG/NAME (created if needed).")],
+    checkpoint: Annotated[str, typer.Option(help="best, last, or an iteration number.")] = "best",
+    private: Annotated[bool, typer.Option(help="Create the repo private.")] = False,
+    branch: Annotated[str, typer.Option(help="Branch to commit to (created from main if needed).")] = "main",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be uploaded; upload nothing.")
+                       ] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Push a run's checkpoint to the Hub in LeRobot's layout, with a model card and training curves.
+
+    Uploads config.json, model.safetensors, processor files and stats, train_config.json, README.md
+    and training_curves.png. Needs a token (`hf auth login` or HF_TOKEN) unless --dry-run.
+
+    Example: fpoctl push 3 --repo me/pi0-fpo-libero --checkpoint best
+    """
+    import tempfile
+
+    from fpoctl.hub.push import push as do_push
+
+    _quiet_progress(json_)
+    cfg = settings(ctx)
+    with open_store(ctx) as store, tempfile.TemporaryDirectory(prefix="fpoctl-push-") as staging:
+        result = do_push(store, cfg.home, run, repo, Path(staging), which=checkpoint, private=private,
+                         branch=branch, dry_run=dry_run, say=_say(json_))
+        files = [(f.path_in_repo, f.size) for f in result.plan.files]
+    plan = result.plan
+    if json_:
+        print_json({"run": plan.run.id, "checkpoint_step": plan.checkpoint.step, "repo": repo,
+                    "branch": branch, "dry_run": dry_run, "commit_url": result.commit_url or None,
+                    "commit_sha": result.commit_sha or None,
+                    "files": [{"path": p, "size": n} for p, n in files]})
+        return
+    head = "would upload" if dry_run else "uploaded"
+    console.print(f"{head} run {plan.run.id} ({plan.run.name}), checkpoint at iteration "
+                  f"{plan.checkpoint.step}, to [bold]{repo}[/]@{branch}:", highlight=False)
+    for path, size in files:
+        console.print(f"  {human_bytes(size):>10}  {path}", highlight=False)
+    console.print(f"  {human_bytes(sum(n for _, n in files)):>10}  total", highlight=False)
+    if dry_run:
+        console.print("[yellow]dry run: nothing was uploaded[/]")
+    else:
+        console.print(f"[green]pushed[/] {result.commit_url}", highlight=False)
 
 
 @models_app.command("list")

@@ -73,11 +73,12 @@ class NoCheckpointError(HubError, NotFoundError):
 
 @dataclass(frozen=True)
 class HubContext:
-    """What was being done, to word an error: the repo, the revision, the verb."""
+    """What was being done, to word an error: the repo, the revision, the verb, read or write."""
 
     repo: str
     revision: str = "main"
     action: str = "pull"
+    write: bool = False
 
 
 def endpoint() -> str:
@@ -149,7 +150,7 @@ def translate(exc: BaseException, ctx: HubContext, tries: int = 1) -> FpoctlErro
                                         f"{LOGIN_HINT} with a valid one")
             return NotLoggedInError(f"not logged in to the Hub ({where}): {LOGIN_HINT}")
         if status == 403:
-            need = "write access" if ctx.action == "push" else "access"
+            need = "write access" if ctx.write else "read access"
             return NotLoggedInError(f"the Hub refused to let this token {ctx.action} {repo}: "
                                     f"{message or 'forbidden'} (the token needs {need})")
         return HubError(f"the Hub answered {status} while trying to {ctx.action} {repo}"

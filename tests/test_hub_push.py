@@ -1,0 +1,181 @@
+"""`fpoctl push`: a run's checkpoint (made through the store API, as the trainer will) goes to the
+local Hub server through the real huggingface_hub client, and comes back bit-exact with `pull`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from fpoctl.store import Store
+from policies.registry import load_policy
+from tests.conftest import run_cli
+from tests.hubserver import HubServer, folder_files, hub_env, policy_folder
+from tests.test_hub_pull import assert_error
+
+TOKEN = "hf_AliceSecretToken42"
+POLICY_NAMES = {
+    "config.json", "model.safetensors", "policy_preprocessor.json", "policy_postprocessor.json",
+    "policy_preprocessor_step_2_normalizer_processor.safetensors",
+    "policy_postprocessor_step_0_unnormalizer_processor.safetensors",
+}
+
+
+@pytest.fixture
+def hub() -> Iterator[HubServer]:
+    """A Hub look-alike with one user, alice."""
+    server = HubServer().start()
+    server.add_user("alice", TOKEN)
+    yield server
+    server.stop()
+
+
+def store_of(tmp_path: Path) -> Store:
+    """The store the CLI subprocesses of this test use."""
+    (tmp_path / "home").mkdir(exist_ok=True)
+    return Store(f"sqlite:///{tmp_path / 'home' / 'fpoctl.db'}")
+
+
+def make_run(tmp_path: Path, *, checkpoints: bool = True) -> int:
+    """A finished run with metrics, an evaluation and checkpoints at iterations 5 (best) and 10."""
+    with store_of(tmp_path) as store:
+        run = store.create_run(
+            name="fpo-demo", task="libero-spatial", policy="pi0", seed=3, git_sha="0123456789abcdef",
+            status="finished", config={"task": "libero-spatial", "policy": "pi0", "seed": 3,
+                                       "fpo": {"actor_lr": 1e-5, "clip_eps": 0.05, "n_mc": 8},
+                                       "hub_token": TOKEN, "notes": f"pushed with {TOKEN}"})
+        with store.metric_writer(run.id) as w:
+            for it in range(11):
+                values = {"rollout/success_rate": 0.2 + 0.05 * it, "rollout/return": 10.0 + it,
+                          "env/steps_total": 1000.0 * (it + 1)}
+                if it % 5 == 0:
+                    values["eval/success_rate"] = 0.25 + 0.05 * it
+                w.log(it, values)
+        if checkpoints:
+            for step in (5, 10):
+                path = tmp_path / "home" / "runs" / str(run.id) / "checkpoints" / f"step_{step}"
+                policy_folder(path / "policy", seed=step)
+                store.add_checkpoint(run.id, step, str(path), sha256="0" * 64, is_best=step == 5)
+        store.add_evaluation(run_id=run.id, source="checkpoint 5", task="libero-spatial", episodes=50,
+                             success_rate=0.52, mean_return=0.52)
+        return run.id
+
+
+def push(hub: HubServer, tmp_path: Path, *args: str, token: str | None = TOKEN):
+    """`fpoctl push ARGS` against `hub`."""
+    return run_cli("push", *args, env=hub_env(hub, tmp_path, token))
+
+
+def test_dry_run_lists_the_upload_and_sends_nothing(hub, tmp_path):
+    run_id = make_run(tmp_path)
+    proc = push(hub, tmp_path, str(run_id), "--repo", "alice/fpo-mlp", "--dry-run", "--json", token=None)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    names = {f["path"] for f in out["files"]}
+    assert names == POLICY_NAMES | {"train_config.json", "README.md", "training_curves.png"}
+    assert out["checkpoint_step"] == 5 and out["dry_run"] is True
+    assert all(f["size"] > 0 for f in out["files"])
+    assert hub.state.log == []
+    text = push(hub, tmp_path, str(run_id), "--repo", "alice/fpo-mlp", "--dry-run", token=None)
+    assert "dry run: nothing was uploaded" in text.stdout and "model.safetensors" in text.stdout
+
+
+def test_push_pull_round_trip_is_bit_exact_and_loads_back(hub, tmp_path):
+    run_id = make_run(tmp_path)
+    proc = push(hub, tmp_path, str(run_id), "--repo", "alice/fpo-mlp")
+    assert proc.returncode == 0, proc.stderr
+    repo = hub.state.repos["alice/fpo-mlp"]
+    pushed = hub.files("alice/fpo-mlp")
+    ckpt_policy = tmp_path / "home" / "runs" / str(run_id) / "checkpoints" / "step_5" / "policy"
+    for name, data in folder_files(ckpt_policy).items():
+        assert pushed[name] == data, name
+    with store_of(tmp_path) as store:
+        [record] = store.pushes(run_id)
+        events = [e.message for e in store.events_since(run_id)]
+    assert (record.repo, record.branch, record.commit_sha) == ("alice/fpo-mlp", "main", repo.branches["main"])
+    assert record.commit_url.endswith(f"/alice/fpo-mlp/commit/{record.commit_sha}")
+    assert any("pushed iteration 5 to alice/fpo-mlp@main" in m for m in events)
+
+    proc = run_cli("pull", "alice/fpo-mlp", "-q", env=hub_env(hub, tmp_path, TOKEN))
+    assert proc.returncode == 0, proc.stderr
+    pulled = Path(proc.stdout.strip())
+    assert folder_files(pulled) == folder_files(ckpt_policy)  # bit-exact
+    back, original = load_policy(pulled), load_policy(ckpt_policy)
+    for key, value in original.state_dict().items():
+        assert torch.equal(back.state_dict()[key], value), key
+    # LeRobot's layout: config type, file names, and every processor state_file next to its JSON.
+    assert json.loads((pulled / "config.json").read_text())["type"] == "mlp_flow"
+    for proc_json in ("policy_preprocessor.json", "policy_postprocessor.json"):
+        steps = json.loads((pulled / proc_json).read_text())["steps"]
+        assert [s["state_file"] for s in steps if "state_file" in s]
+        assert all((pulled / s["state_file"]).is_file() for s in steps if "state_file" in s)
+
+
+def test_model_card_train_config_and_curves(hub, tmp_path):
+    run_id = make_run(tmp_path)
+    assert push(hub, tmp_path, str(run_id), "--repo", "alice/fpo-mlp").returncode == 0
+    files = hub.files("alice/fpo-mlp")
+    readme = files["README.md"].decode()
+    _, meta, body = readme.split("---", 2)
+    meta = yaml.safe_load(meta)
+    assert meta["library_name"] == "lerobot" and meta["pipeline_tag"] == "robotics"
+    assert {"robotics", "lerobot", "fpo", "reinforcement-learning", "libero-spatial"} <= set(meta["tags"])
+    assert meta["base_model"] == "lerobot/pi0_base"  # the run's policy "pi0" is the built-in alias
+    assert "`libero-spatial`" in body
+    assert "| 25.0% | 75.0% | 75.0% |" in body  # eval/success_rate first, last, best
+    assert "| libero-spatial | 50 | 52.0% |" in body
+    assert "| fpo.actor_lr | `1e-05` |" in body and "| fpo.clip_eps | `0.05` |" in body
+    assert "![Training curves](training_curves.png)" in body
+    assert files["training_curves.png"].startswith(b"\x89PNG\r\n\x1a\n")
+    train_config = json.loads(files["train_config.json"])
+    assert train_config["fpo"] == {"actor_lr": 1e-5, "clip_eps": 0.05, "n_mc": 8}
+    assert "hub_token" not in train_config and train_config["notes"] == "pushed with <redacted>"
+
+
+def test_token_never_reaches_store_card_logs_or_uploads(hub, tmp_path):
+    run_id = make_run(tmp_path)
+    proc = push(hub, tmp_path, str(run_id), "--repo", "alice/fpo-mlp", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert TOKEN not in proc.stdout + proc.stderr
+    assert all(TOKEN.encode() not in body for body in hub.state.bodies)
+    assert all(TOKEN.encode() not in data for data in hub.files("alice/fpo-mlp").values())
+    with store_of(tmp_path) as store:
+        store.update_run(run_id, config={})  # the test planted it there; everything else must be clean
+    for f in (tmp_path / "home").rglob("*"):
+        if f.is_file() and not f.name.endswith(("-wal", "-shm")):
+            assert TOKEN.encode() not in f.read_bytes(), f
+
+
+def test_branch_private_and_checkpoint_choice(hub, tmp_path):
+    run_id = make_run(tmp_path)
+    proc = push(hub, tmp_path, str(run_id), "--repo", "alice/fpo-private", "--private", "--branch", "exp",
+                "--checkpoint", "10")
+    assert proc.returncode == 0, proc.stderr
+    repo = hub.state.repos["alice/fpo-private"]
+    assert repo.private
+    ckpt10 = tmp_path / "home" / "runs" / str(run_id) / "checkpoints" / "step_10" / "policy"
+    assert hub.files("alice/fpo-private", "exp")["model.safetensors"] == (ckpt10 / "model.safetensors").read_bytes()
+    assert "model.safetensors" not in hub.files("alice/fpo-private", "main")
+    proc = push(hub, tmp_path, str(run_id), "--repo", "alice/fpo-private", "--checkpoint", "last", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["checkpoint_step"] == 10
+
+
+def test_push_errors(hub, tmp_path):
+    bare = make_run(tmp_path, checkpoints=False)
+    assert_error(push(hub, tmp_path, str(bare), "--repo", "alice/x"), "has no checkpoint yet")
+    run_id = make_run(tmp_path)
+    assert_error(push(hub, tmp_path, str(run_id), "--repo", "alice/x", "--checkpoint", "7"),
+                 "no checkpoint at iteration 7", "5, 10")
+    assert_error(push(hub, tmp_path, "nope", "--repo", "alice/x"), "no run 'nope'")
+    assert_error(push(hub, tmp_path, str(run_id), "--repo", "not a repo"), "not a valid repo id")
+    assert_error(push(hub, tmp_path, str(run_id), "--repo", "alice/x", token=None), "needs a token",
+                 "hf auth login")
+    assert_error(push(hub, tmp_path, str(run_id), "--repo", "alice/x", token="hf_bad"), "rejected your token")
+    assert_error(push(hub, tmp_path, str(run_id), "--repo", "bob/x"), "refused", "write access")
+    with store_of(tmp_path) as store:
+        assert store.pushes() == []
