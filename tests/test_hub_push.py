@@ -158,7 +158,8 @@ def test_branch_private_and_checkpoint_choice(hub, tmp_path):
     repo = hub.state.repos["alice/fpo-private"]
     assert repo.private
     ckpt10 = tmp_path / "home" / "runs" / str(run_id) / "checkpoints" / "step_10" / "policy"
-    assert hub.files("alice/fpo-private", "exp")["model.safetensors"] == (ckpt10 / "model.safetensors").read_bytes()
+    exp = hub.files("alice/fpo-private", "exp")
+    assert exp["model.safetensors"] == (ckpt10 / "model.safetensors").read_bytes()
     assert "model.safetensors" not in hub.files("alice/fpo-private", "main")
     proc = push(hub, tmp_path, str(run_id), "--repo", "alice/fpo-private", "--checkpoint", "last", "--json")
     assert proc.returncode == 0, proc.stderr
