@@ -4,7 +4,9 @@ local Hub server through the real huggingface_hub client, and comes back bit-exa
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -80,31 +82,55 @@ def test_dry_run_lists_the_upload_and_sends_nothing(hub, tmp_path):
     assert out["checkpoint_step"] == 5 and out["dry_run"] is True
     assert all(f["size"] > 0 for f in out["files"])
     assert hub.state.log == []
-    text = push(hub, tmp_path, str(run_id), "--repo", "alice/fpo-mlp", "--dry-run", token=None)
-    assert "dry run: nothing was uploaded" in text.stdout and "model.safetensors" in text.stdout
 
 
-def test_push_pull_round_trip_is_bit_exact_and_loads_back(hub, tmp_path):
+@dataclass
+class Pushed:
+    """One push of run `run_id` to alice/fpo-mlp, shared by the tests that look at its result."""
+
+    hub: HubServer
+    tmp_path: Path
+    run_id: int
+    proc: subprocess.CompletedProcess[str]
+
+    @property
+    def policy_dir(self) -> Path:
+        """The pushed checkpoint's policy folder (iteration 5, the best)."""
+        return self.tmp_path / "home" / "runs" / str(self.run_id) / "checkpoints" / "step_5" / "policy"
+
+
+@pytest.fixture(scope="module")
+def pushed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pushed]:
+    """Push a run once (with --json) for the round-trip, card and token tests."""
+    server = HubServer().start()
+    server.add_user("alice", TOKEN)
+    tmp_path = tmp_path_factory.mktemp("pushed")
     run_id = make_run(tmp_path)
-    proc = push(hub, tmp_path, str(run_id), "--repo", "alice/fpo-mlp")
+    proc = push(server, tmp_path, str(run_id), "--repo", "alice/fpo-mlp", "--json")
     assert proc.returncode == 0, proc.stderr
+    yield Pushed(server, tmp_path, run_id, proc)
+    server.stop()
+
+
+def test_push_pull_round_trip_is_bit_exact_and_loads_back(pushed):
+    hub, tmp_path = pushed.hub, pushed.tmp_path
     repo = hub.state.repos["alice/fpo-mlp"]
-    pushed = hub.files("alice/fpo-mlp")
-    ckpt_policy = tmp_path / "home" / "runs" / str(run_id) / "checkpoints" / "step_5" / "policy"
-    for name, data in folder_files(ckpt_policy).items():
-        assert pushed[name] == data, name
+    files = hub.files("alice/fpo-mlp")
+    for name, data in folder_files(pushed.policy_dir).items():
+        assert files[name] == data, name
     with store_of(tmp_path) as store:
-        [record] = store.pushes(run_id)
-        events = [e.message for e in store.events_since(run_id)]
+        [record] = store.pushes(pushed.run_id)
+        events = [e.message for e in store.events_since(pushed.run_id)]
     assert (record.repo, record.branch, record.commit_sha) == ("alice/fpo-mlp", "main", repo.branches["main"])
     assert record.commit_url.endswith(f"/alice/fpo-mlp/commit/{record.commit_sha}")
+    assert json.loads(pushed.proc.stdout)["commit_sha"] == record.commit_sha
     assert any("pushed iteration 5 to alice/fpo-mlp@main" in m for m in events)
 
     proc = run_cli("pull", "alice/fpo-mlp", "-q", env=hub_env(hub, tmp_path, TOKEN))
     assert proc.returncode == 0, proc.stderr
     pulled = Path(proc.stdout.strip())
-    assert folder_files(pulled) == folder_files(ckpt_policy)  # bit-exact
-    back, original = load_policy(pulled), load_policy(ckpt_policy)
+    assert folder_files(pulled) == folder_files(pushed.policy_dir)  # bit-exact
+    back, original = load_policy(pulled), load_policy(pushed.policy_dir)
     for key, value in original.state_dict().items():
         assert torch.equal(back.state_dict()[key], value), key
     # LeRobot's layout: config type, file names, and every processor state_file next to its JSON.
@@ -115,10 +141,8 @@ def test_push_pull_round_trip_is_bit_exact_and_loads_back(hub, tmp_path):
         assert all((pulled / s["state_file"]).is_file() for s in steps if "state_file" in s)
 
 
-def test_model_card_train_config_and_curves(hub, tmp_path):
-    run_id = make_run(tmp_path)
-    assert push(hub, tmp_path, str(run_id), "--repo", "alice/fpo-mlp").returncode == 0
-    files = hub.files("alice/fpo-mlp")
+def test_model_card_train_config_and_curves(pushed):
+    files = pushed.hub.files("alice/fpo-mlp")
     readme = files["README.md"].decode()
     _, meta, body = readme.split("---", 2)
     meta = yaml.safe_load(meta)
@@ -136,18 +160,23 @@ def test_model_card_train_config_and_curves(hub, tmp_path):
     assert "hub_token" not in train_config and train_config["notes"] == "pushed with <redacted>"
 
 
-def test_token_never_reaches_store_card_logs_or_uploads(hub, tmp_path):
-    run_id = make_run(tmp_path)
-    proc = push(hub, tmp_path, str(run_id), "--repo", "alice/fpo-mlp", "--json")
-    assert proc.returncode == 0, proc.stderr
-    assert TOKEN not in proc.stdout + proc.stderr
-    assert all(TOKEN.encode() not in body for body in hub.state.bodies)
-    assert all(TOKEN.encode() not in data for data in hub.files("alice/fpo-mlp").values())
-    with store_of(tmp_path) as store:
-        store.update_run(run_id, config={})  # the test planted it there; everything else must be clean
-    for f in (tmp_path / "home").rglob("*"):
-        if f.is_file() and not f.name.endswith(("-wal", "-shm")):
-            assert TOKEN.encode() not in f.read_bytes(), f
+def test_token_never_reaches_store_card_logs_or_uploads(pushed):
+    assert TOKEN not in pushed.proc.stdout + pushed.proc.stderr
+    assert all(TOKEN.encode() not in body for body in pushed.hub.state.bodies)
+    assert all(TOKEN.encode() not in data for data in pushed.hub.files("alice/fpo-mlp").values())
+    home = pushed.tmp_path / "home"
+    with store_of(pushed.tmp_path) as store:
+        config = store.get_run(pushed.run_id).config
+        store.update_run(pushed.run_id, config={})  # the test planted it there; the rest must be clean
+        with store.engine.connect() as conn:
+            conn.exec_driver_sql("VACUUM")  # drop the freed page that still holds it, then
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")  # move the WAL into the file
+        try:
+            for f in home.rglob("*"):
+                if f.is_file():
+                    assert TOKEN.encode() not in f.read_bytes(), f
+        finally:
+            store.update_run(pushed.run_id, config=config)
 
 
 def test_branch_private_and_checkpoint_choice(hub, tmp_path):
@@ -155,6 +184,8 @@ def test_branch_private_and_checkpoint_choice(hub, tmp_path):
     proc = push(hub, tmp_path, str(run_id), "--repo", "alice/fpo-private", "--private", "--branch", "exp",
                 "--checkpoint", "10")
     assert proc.returncode == 0, proc.stderr
+    assert "to alice/fpo-private@exp" in proc.stdout and "model.safetensors" in proc.stdout
+    assert f"pushed {hub.url}/alice/fpo-private/commit/" in proc.stdout
     repo = hub.state.repos["alice/fpo-private"]
     assert repo.private
     ckpt10 = tmp_path / "home" / "runs" / str(run_id) / "checkpoints" / "step_10" / "policy"

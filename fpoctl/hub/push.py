@@ -143,11 +143,11 @@ def push(store: Store, home: Path, run_ref: str, repo: str, staging: Path, *, wh
          say: Callable[[str], None] = lambda _: None) -> PushResult:
     """Push (or, with `dry_run`, only plan) a run's checkpoint; see the module docstring."""
     check_repo_id(repo)
+    if not dry_run and get_token() is None:
+        raise NotLoggedInError(f"pushing to the Hub needs a token: {LOGIN_HINT}")
     plan = plan_push(store, home, run_ref, repo, which, staging)
     if dry_run:
         return PushResult(plan, repo, branch)
-    if get_token() is None:
-        raise NotLoggedInError(f"pushing to the Hub needs a token: {LOGIN_HINT}")
     api = HfApi()
     ctx = HubContext(repo, branch, "push to", write=True)
     with_retries(lambda: api.create_repo(repo, private=private, exist_ok=True), ctx, say=say)
