@@ -171,28 +171,36 @@ def test_gated_repo_says_how_to_get_access(hub, tmp_path, policy_files):
     assert pull(hub, tmp_path, "org/gated", token="hf_bob").returncode == 0
 
 
-def test_pi0_tokenizer_source_gated_missing_and_local(hub, tmp_path):
-    from safetensors.torch import save_file
+def test_pi0_tokenizer_comes_from_its_configured_source(hub, tmp_path):
+    from policies.pi0 import Pi0Policy, tiny_config
+    from tests.pi0_helpers import train_tokenizer
 
-    folder = tmp_path / "pi0"
-    folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"type": "pi0", "chunk_size": 50}))
-    save_file({"state_proj.weight": torch.zeros(8, 4)}, str(folder / "model.safetensors"))
-    hub.add_repo("lerobot/pi0_base", folder_files(folder))
-    hub.add_repo("google/paligemma-3b-pt-224", {"tokenizer.model": b"\x0a\x05spiece"}, gated=True)
-    hub.add_repo("me/tokenizers", {"paligemma_tokenizer.model": b"\x0a\x05spiece"})
+    Pi0Policy.create(tiny_config()).save_pretrained(tmp_path / "pi0")  # pi0 repos ship no tokenizer
+    hub.add_repo("lerobot/pi0_base", folder_files(tmp_path / "pi0"))
+    spm_model = train_tokenizer(tmp_path).read_bytes()
+    hub.add_repo("google/paligemma-3b-pt-224", {"tokenizer.model": spm_model}, gated=True)
+    hub.add_repo("me/tokenizers", {"paligemma_tokenizer.model": spm_model})
 
     line = assert_error(pull(hub, tmp_path, "pi0"), "google/paligemma-3b-pt-224", "gated",
-                        "accept its licence", "hf auth login", "--tokenizer", "aliases.toml")
+                        "accept its licence", "hf auth login", "--tokenizer", "[tokenizers] pi0", "aliases.toml")
     assert "paligemma_tokenizer.model" in line
     assert_error(pull(hub, tmp_path, "pi0", "--tokenizer", "hf://me/tokenizers/nope.model"),
                  "missing", "me/tokenizers")
-    assert_error(pull(hub, tmp_path, "pi0", "--tokenizer", str(tmp_path / "nope.model")), "does not exist")
-    local = tmp_path / "paligemma_tokenizer.model"
-    local.write_bytes(b"\x0a\x05spiece")
-    # The tokenizer is found; the (tiny, fake) pi0 weights then fail the strict load check.
-    assert_error(pull(hub, tmp_path, "pi0", "--tokenizer", str(local)), "does not load as a pi0 policy")
     assert models(tmp_path) == []
+
+    proc = pull(hub, tmp_path, "pi0", "--json", "--tokenizer", "hf://me/tokenizers/paligemma_tokenizer.model")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["policy_type"] == "pi0" and Path(out["tokenizer"]).read_bytes() == spm_model
+    assert Path(out["tokenizer"]).is_relative_to(tmp_path / "hf" / "hub" / "models--me--tokenizers")
+    policy = Pi0Policy.from_pretrained(out["path"], tokenizer=out["tokenizer"])
+    assert policy.tokenizer is not None
+
+    (tmp_path / "home" / "aliases.toml").write_text(f'[tokenizers]\npi0 = "{tmp_path / "tok.model"}"\n')
+    proc = pull(hub, tmp_path, "pi0", "--json", HF_HUB_OFFLINE="1")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["tokenizer"] == str(tmp_path / "tok.model")
+    assert [m.policy_type for m in models(tmp_path)] == ["pi0"]
 
 
 def test_network_down_and_timeouts_retry_then_fail(hub, tmp_path, policy_files):

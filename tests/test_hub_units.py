@@ -18,7 +18,7 @@ from fpoctl.hub import card, human_bytes, layout, verify
 from fpoctl.hub.aliases import resolve
 from fpoctl.hub.curves import plot_training_curves
 from fpoctl.hub.errors import CorruptDownloadError, InvalidCheckpointError
-from fpoctl.hub.tokenizer import parse_source
+from fpoctl.hub.tokenizer import fetch, parse_source, tokenizer_path
 from tests.hubserver import git_blob_sha1, policy_folder
 
 
@@ -29,30 +29,25 @@ def raw_safetensors(path: Path, header: dict, data: bytes) -> Path:
     return path
 
 
-def test_safetensors_header_reads_names_dtypes_and_shapes(tmp_path):
-    tensors = {"a": torch.zeros(2, 3), "b": torch.ones(4, dtype=torch.bfloat16)}
-    save_file(tensors, str(tmp_path / "m.safetensors"))
-    assert verify.safetensors_header(tmp_path / "m.safetensors") == {"a": ("F32", [2, 3]), "b": ("BF16", [4])}
-
-
-@pytest.mark.parametrize(("header", "data", "why"), [
-    ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 4, "data section"),
-    ({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, b"\0" * 8, "shape needs"),
-    ({"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, b"\0" * 8, "gaps"),
-    ({"a": {"dtype": "PICKLE", "shape": [1], "data_offsets": [0, 1]}}, b"\0", "dtype"),
-    ({"a": {"shape": [1]}}, b"", "lacks"),
+@pytest.mark.parametrize(("header", "data"), [
+    ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 4),
+    ({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, b"\0" * 8),
+    ({"a": {"dtype": "PICKLE", "shape": [1], "data_offsets": [0, 1]}}, b"\0"),
+    ({"a": {"shape": [1]}}, b""),
 ])
-def test_broken_safetensors_are_rejected(tmp_path, header, data, why):
+def test_broken_safetensors_are_rejected(tmp_path, header, data):
     path = raw_safetensors(tmp_path / "bad.safetensors", header, data)
-    with pytest.raises(CorruptDownloadError, match=why):
-        verify.safetensors_header(path)
+    with pytest.raises(CorruptDownloadError, match="corrupt safetensors header"):
+        verify.check_safetensors(path)
+    save_file({"a": torch.zeros(2, 3)}, str(tmp_path / "good.safetensors"))
+    verify.check_safetensors(tmp_path / "good.safetensors")
 
 
 def test_absurd_header_length_is_rejected_without_reading_it(tmp_path):
     path = tmp_path / "huge.safetensors"
     path.write_bytes(struct.pack("<Q", 2**60) + b"{}")
     with pytest.raises(CorruptDownloadError, match="header length"):
-        verify.safetensors_header(path)
+        verify.check_safetensors(path)
 
 
 def cached(tmp_path: Path, name: str, data: bytes, etag: str) -> Path:
@@ -119,6 +114,19 @@ def test_aliases_builtin_user_and_revisions(tmp_path):
     (tmp_path / "aliases.toml").write_text("[aliases\n")
     with pytest.raises(FpoctlError, match=r"aliases\.toml"):
         resolve("pi0", tmp_path)
+
+
+def test_local_tokenizer_files(tmp_path):
+    with pytest.raises(FpoctlError, match="does not exist"):
+        fetch(parse_source(str(tmp_path / "nope.model")), policy_type="pi0", home=tmp_path)
+    (tmp_path / "tok.model").write_bytes(b"spm")
+    (tmp_path / "aliases.toml").write_text(f'[tokenizers]\npi0 = "{tmp_path / "tok.model"}"\n')
+    assert tokenizer_path(tmp_path, "pi0") == tmp_path / "tok.model"
+    (tmp_path / "model").mkdir()
+    shipped = tmp_path / "model" / "paligemma_tokenizer.model"
+    shipped.write_bytes(b"spm")
+    assert tokenizer_path(tmp_path, "pi0", tmp_path / "model") == shipped
+    assert tokenizer_path(tmp_path, "mlp_flow") is None
 
 
 def test_tokenizer_sources():

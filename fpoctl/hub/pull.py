@@ -19,7 +19,7 @@ from fpoctl.hub.errors import DiskFullError, HubContext, IncompleteDownloadError
 from fpoctl.store import Model, Store
 
 if TYPE_CHECKING:
-    from fpoctl.hub.checkpoint_fallback import CheckpointInfo
+    from policies.checkpoint import CheckpointInfo
 
 Say = Callable[[str], None]
 
@@ -79,12 +79,9 @@ def download(target: Target, ctx: HubContext, say: Say) -> tuple[Path, dict[str,
 def inspect(folder: Path, what: str, kind: str) -> CheckpointInfo:
     """The strict load check of the policies package (config + safetensors header, no weights).
     Imported here, not at the top: torch takes seconds to import and most failures come earlier."""
-    from policies.registry import PolicyError
+    from policies.checkpoint import inspect_checkpoint
+    from policies.errors import PolicyError
 
-    try:
-        from policies.checkpoint import inspect_checkpoint
-    except ImportError:  # until branch `pi0` is merged; delete together with checkpoint_fallback.py
-        from fpoctl.hub.checkpoint_fallback import inspect_checkpoint
     try:
         return inspect_checkpoint(folder)
     except PolicyError as exc:

@@ -6,64 +6,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-import struct
 from pathlib import Path
 
 from fpoctl.hub.errors import CorruptDownloadError
 from fpoctl.hub.layout import is_plain_name
 
-DTYPE_BYTES = {
-    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "I16": 2, "F16": 2, "BF16": 2,
-    "U32": 4, "I32": 4, "F32": 4, "U64": 8, "I64": 8, "F64": 8, "C64": 8,
-}
-MAX_HEADER_BYTES = 100 * 2**20
 CHUNK = 8 * 2**20
 
 
-def safetensors_header(path: Path) -> dict[str, tuple[str, list[int]]]:
-    """Tensor name -> (dtype, shape), read from the header only. Raises CorruptDownloadError unless
-    the header is valid JSON and the tensors tile the data section exactly (no gaps, no overlap)."""
-    size = path.stat().st_size
+def check_safetensors(path: Path) -> None:
+    """The header parses and every tensor's byte range fits its dtype and shape (no data read).
+    Imported here: policies imports torch, which is slow, and most pulls fail (if at all) earlier."""
+    from policies.errors import PolicyError
+    from policies.weights import read_header
 
-    def bad(why: str) -> CorruptDownloadError:
-        return CorruptDownloadError(f"{path.name} is not a valid safetensors file: {why}")
-
-    with path.open("rb") as f:
-        raw = f.read(8)
-        if len(raw) < 8:
-            raise bad("shorter than its 8-byte header length")
-        (n,) = struct.unpack("<Q", raw)
-        if n > MAX_HEADER_BYTES or 8 + n > size:
-            raise bad(f"header length {n} does not fit a {size}-byte file")
-        try:
-            header = json.loads(f.read(n))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise bad(f"header is not JSON ({exc})") from None
-    if not isinstance(header, dict):
-        raise bad("header is not a JSON object")
-    header.pop("__metadata__", None)
-    tensors, spans = {}, []
-    for name, meta in header.items():
-        try:
-            dtype, shape, (begin, end) = meta["dtype"], list(meta["shape"]), meta["data_offsets"]
-        except (KeyError, TypeError, ValueError):
-            raise bad(f"tensor {name!r} lacks dtype/shape/data_offsets") from None
-        if dtype not in DTYPE_BYTES or not all(isinstance(d, int) and d >= 0 for d in shape):
-            raise bad(f"tensor {name!r} has dtype {dtype!r} and shape {shape}")
-        if end - begin != math.prod(shape) * DTYPE_BYTES[dtype]:
-            raise bad(f"tensor {name!r} spans {end - begin} bytes, its shape needs "
-                      f"{math.prod(shape) * DTYPE_BYTES[dtype]}")
-        tensors[name] = (dtype, shape)
-        spans.append((begin, end))
-    pos = 0
-    for begin, end in sorted(spans):
-        if begin != pos:
-            raise bad("tensor data has gaps or overlaps")
-        pos = end
-    if 8 + n + pos != size:
-        raise bad(f"data section is {size - 8 - n} bytes, the tensors need {pos}")
-    return tensors
+    try:
+        read_header(path)
+    except PolicyError as exc:
+        raise CorruptDownloadError(str(exc)) from None
 
 
 def git_blob_sha1(path: Path) -> str:
@@ -131,7 +91,7 @@ def _verify_one(f: Path, expected_size: int | None) -> None:
             raise CorruptDownloadError(f"{f.name} does not match the hash the Hub reported ({etag[:12]}…, "
                                        f"got {got[:12]}…); it was removed from the cache: pull again")
     if f.suffix == ".safetensors":
-        safetensors_header(f)
+        check_safetensors(f)
     elif f.suffix == ".json":
         try:
             json.loads(f.read_bytes())
