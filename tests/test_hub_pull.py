@@ -182,7 +182,8 @@ def test_pi0_tokenizer_comes_from_its_configured_source(hub, tmp_path):
     hub.add_repo("me/tokenizers", {"paligemma_tokenizer.model": spm_model})
 
     line = assert_error(pull(hub, tmp_path, "pi0"), "google/paligemma-3b-pt-224", "gated",
-                        "accept its licence", "hf auth login", "--tokenizer", "[tokenizers] pi0", "aliases.toml")
+                        "accept its licence", "hf auth login", "--tokenizer", "[tokenizers] pi0",
+                        "aliases.toml")
     assert "paligemma_tokenizer.model" in line
     assert_error(pull(hub, tmp_path, "pi0", "--tokenizer", "hf://me/tokenizers/nope.model"),
                  "missing", "me/tokenizers")
