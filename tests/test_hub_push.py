@@ -5,26 +5,24 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 import yaml
 
 from fpoctl.store import Store
+from fpoctl.train.checkpoint import save_checkpoint
+from policies.mlp import MLPFlowConfig, MLPFlowPolicy
 from policies.registry import load_policy
 from tests.conftest import run_cli
-from tests.hubserver import HubServer, folder_files, hub_env, policy_folder
+from tests.hubserver import HubServer, folder_files, hub_env
 from tests.test_hub_pull import assert_error
 
 TOKEN = "hf_AliceSecretToken42"
-POLICY_NAMES = {
-    "config.json", "model.safetensors", "policy_preprocessor.json", "policy_postprocessor.json",
-    "policy_preprocessor_step_2_normalizer_processor.safetensors",
-    "policy_postprocessor_step_0_unnormalizer_processor.safetensors",
-}
 
 
 @pytest.fixture
@@ -42,8 +40,16 @@ def store_of(tmp_path: Path) -> Store:
     return Store(f"sqlite:///{tmp_path / 'home' / 'fpoctl.db'}")
 
 
-def make_run(tmp_path: Path, *, checkpoints: bool = True) -> int:
-    """A finished run with metrics, an evaluation and checkpoints at iterations 5 (best) and 10."""
+def mlp_policy(seed: int) -> MLPFlowPolicy:
+    """A small MLP flow policy with seeded weights."""
+    torch.manual_seed(seed)
+    return MLPFlowPolicy(MLPFlowConfig(obs_dim=6, action_dim=3, horizon=4, hidden=64, depth=2))
+
+
+def make_run(tmp_path: Path, *, steps: tuple[int, ...] = (5, 10),
+             make_policy: Callable[[int], Any] = mlp_policy) -> int:
+    """A finished run with metrics, an evaluation and checkpoints written the way the trainer
+    writes them (fpoctl.train.checkpoint); the first step is marked best."""
     with store_of(tmp_path) as store:
         run = store.create_run(
             name="fpo-demo", task="libero-spatial", policy="pi0", seed=3, git_sha="0123456789abcdef",
@@ -57,11 +63,10 @@ def make_run(tmp_path: Path, *, checkpoints: bool = True) -> int:
                 if it % 5 == 0:
                     values["eval/success_rate"] = 0.25 + 0.05 * it
                 w.log(it, values)
-        if checkpoints:
-            for step in (5, 10):
-                path = tmp_path / "home" / "runs" / str(run.id) / "checkpoints" / f"step_{step}"
-                policy_folder(path / "policy", seed=step)
-                store.add_checkpoint(run.id, step, str(path), sha256="0" * 64, is_best=step == 5)
+        for step in steps:
+            path = tmp_path / "home" / "runs" / str(run.id) / "checkpoints" / f"step_{step:06d}"
+            sha = save_checkpoint(path, make_policy(step), None, {"step": step})
+            store.add_checkpoint(run.id, step, str(path), sha, is_best=step == steps[0])
         store.add_evaluation(run_id=run.id, source="checkpoint 5", task="libero-spatial", episodes=50,
                              success_rate=0.52, mean_return=0.52)
         return run.id
@@ -78,7 +83,8 @@ def test_dry_run_lists_the_upload_and_sends_nothing(hub, tmp_path):
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     names = {f["path"] for f in out["files"]}
-    assert names == POLICY_NAMES | {"train_config.json", "README.md", "training_curves.png"}
+    assert names == {"config.json", "model.safetensors", "train_config.json", "README.md",
+                     "training_curves.png"}
     assert out["checkpoint_step"] == 5 and out["dry_run"] is True
     assert all(f["size"] > 0 for f in out["files"])
     assert hub.state.log == []
@@ -96,7 +102,7 @@ class Pushed:
     @property
     def policy_dir(self) -> Path:
         """The pushed checkpoint's policy folder (iteration 5, the best)."""
-        return self.tmp_path / "home" / "runs" / str(self.run_id) / "checkpoints" / "step_5" / "policy"
+        return self.tmp_path / "home" / "runs" / str(self.run_id) / "checkpoints" / "step_000005" / "policy"
 
 
 @pytest.fixture(scope="module")
@@ -133,12 +139,7 @@ def test_push_pull_round_trip_is_bit_exact_and_loads_back(pushed):
     back, original = load_policy(pulled), load_policy(pushed.policy_dir)
     for key, value in original.state_dict().items():
         assert torch.equal(back.state_dict()[key], value), key
-    # LeRobot's layout: config type, file names, and every processor state_file next to its JSON.
     assert json.loads((pulled / "config.json").read_text())["type"] == "mlp_flow"
-    for proc_json in ("policy_preprocessor.json", "policy_postprocessor.json"):
-        steps = json.loads((pulled / proc_json).read_text())["steps"]
-        assert [s["state_file"] for s in steps if "state_file" in s]
-        assert all((pulled / s["state_file"]).is_file() for s in steps if "state_file" in s)
 
 
 def test_model_card_train_config_and_curves(pushed):
@@ -179,6 +180,35 @@ def test_token_never_reaches_store_card_logs_or_uploads(pushed):
             store.update_run(pushed.run_id, config=config)
 
 
+def test_pi0_push_pull_keeps_lerobot_layout_and_loads_back(hub, tmp_path):
+    from policies.pi0 import Pi0Policy
+    from tests.pi0_helpers import tiny_policy, train_tokenizer
+
+    tokenizer = train_tokenizer(tmp_path)
+    run_id = make_run(tmp_path, steps=(5,), make_policy=lambda step: tiny_policy(tokenizer, seed=step))
+    proc = push(hub, tmp_path, str(run_id), "--repo", "alice/pi0-fpo")
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("pull", "alice/pi0-fpo", "-q", env=hub_env(hub, tmp_path, TOKEN))
+    assert proc.returncode == 0, proc.stderr
+    pulled = Path(proc.stdout.strip())
+    source = tmp_path / "home" / "runs" / str(run_id) / "checkpoints" / "step_000005" / "policy"
+    assert folder_files(pulled) == folder_files(source)  # bit-exact, tokenizer included
+    # What LeRobot reads: config type, file names, each processor step's state_file beside its JSON.
+    assert json.loads((pulled / "config.json").read_text())["type"] == "pi0"
+    assert {"model.safetensors", "policy_preprocessor.json", "policy_postprocessor.json"} <= set(
+        folder_files(pulled))
+    state_files = [step["state_file"] for name in ("policy_preprocessor.json", "policy_postprocessor.json")
+                   for step in json.loads((pulled / name).read_text())["steps"] if "state_file" in step]
+    assert len(state_files) == 2 and all((pulled / f).is_file() for f in state_files)
+    back, original = load_policy(pulled), Pi0Policy.from_pretrained(source)
+    assert isinstance(back, Pi0Policy) and back.tokenizer is not None
+    for key, value in original.state_dict().items():
+        assert torch.equal(back.state_dict()[key], value), key
+    meta = yaml.safe_load(hub.files("alice/pi0-fpo")["README.md"].decode().split("---")[1])
+    assert "pi0" in meta["tags"] and meta["base_model"] == "lerobot/pi0_base"
+
+
+@pytest.mark.slow
 def test_branch_private_and_checkpoint_choice(hub, tmp_path):
     run_id = make_run(tmp_path)
     proc = push(hub, tmp_path, str(run_id), "--repo", "alice/fpo-private", "--private", "--branch", "exp",
@@ -188,7 +218,7 @@ def test_branch_private_and_checkpoint_choice(hub, tmp_path):
     assert f"pushed {hub.url}/alice/fpo-private/commit/" in proc.stdout
     repo = hub.state.repos["alice/fpo-private"]
     assert repo.private
-    ckpt10 = tmp_path / "home" / "runs" / str(run_id) / "checkpoints" / "step_10" / "policy"
+    ckpt10 = tmp_path / "home" / "runs" / str(run_id) / "checkpoints" / "step_000010" / "policy"
     exp = hub.files("alice/fpo-private", "exp")
     assert exp["model.safetensors"] == (ckpt10 / "model.safetensors").read_bytes()
     assert "model.safetensors" not in hub.files("alice/fpo-private", "main")
@@ -198,7 +228,7 @@ def test_branch_private_and_checkpoint_choice(hub, tmp_path):
 
 
 def test_push_errors(hub, tmp_path):
-    bare = make_run(tmp_path, checkpoints=False)
+    bare = make_run(tmp_path, steps=())
     assert_error(push(hub, tmp_path, str(bare), "--repo", "alice/x"), "has no checkpoint yet")
     run_id = make_run(tmp_path)
     assert_error(push(hub, tmp_path, str(run_id), "--repo", "alice/x", "--checkpoint", "7"),
@@ -209,5 +239,9 @@ def test_push_errors(hub, tmp_path):
                  "hf auth login")
     assert_error(push(hub, tmp_path, str(run_id), "--repo", "alice/x", token="hf_bad"), "rejected your token")
     assert_error(push(hub, tmp_path, str(run_id), "--repo", "bob/x"), "refused", "write access")
+    weights = tmp_path / "home" / "runs" / str(run_id) / "checkpoints" / "step_000005" / "policy"
+    weights = weights / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
+    assert_error(push(hub, tmp_path, str(run_id), "--repo", "alice/x"), "model.safetensors is corrupt")
     with store_of(tmp_path) as store:
         assert store.pushes() == []

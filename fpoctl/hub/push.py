@@ -102,6 +102,9 @@ def plan_push(store: Store, home: Path, run_ref: str, repo: str, which: str, sta
     """Check the checkpoint and write the generated files (config, card, curves) into `staging`."""
     run = store.get_run(run_ref)
     ckpt = select_checkpoint(store, run, which)
+    from fpoctl.train.checkpoint import verify_checkpoint  # imports torch: only once there is work
+
+    verify_checkpoint(Path(ckpt.path), ckpt.sha256)
     policy_dir = Path(ckpt.path) / "policy"
     if not policy_dir.is_dir():
         raise InvalidCheckpointError(f"checkpoint of run {run.id} at iteration {ckpt.step}: "
@@ -143,13 +146,16 @@ def push(store: Store, home: Path, run_ref: str, repo: str, staging: Path, *, wh
          say: Callable[[str], None] = lambda _: None) -> PushResult:
     """Push (or, with `dry_run`, only plan) a run's checkpoint; see the module docstring."""
     check_repo_id(repo)
-    if not dry_run and get_token() is None:
-        raise NotLoggedInError(f"pushing to the Hub needs a token: {LOGIN_HINT}")
+    api = HfApi()
+    ctx = HubContext(repo, branch, "push to", write=True)
+    if not dry_run:
+        # Check the login first: verifying and hashing a multi-GB checkpoint comes next.
+        if get_token() is None:
+            raise NotLoggedInError(f"pushing to the Hub needs a token: {LOGIN_HINT}")
+        with_retries(api.whoami, ctx, say=say)
     plan = plan_push(store, home, run_ref, repo, which, staging)
     if dry_run:
         return PushResult(plan, repo, branch)
-    api = HfApi()
-    ctx = HubContext(repo, branch, "push to", write=True)
     with_retries(lambda: api.create_repo(repo, private=private, exist_ok=True), ctx, say=say)
     if branch != "main":
         with_retries(lambda: api.create_branch(repo, branch=branch, exist_ok=True), ctx, say=say)
