@@ -136,6 +136,7 @@ def test_cut_download_registers_nothing_and_a_rerun_fetches_only_the_rest(hub, t
     assert len(models(tmp_path)) == 1
 
 
+@pytest.mark.slow
 def test_corrupted_download_is_caught_evicted_and_refetched(hub, tmp_path, policy_files):
     hub.add_repo("me/mlp", policy_files)
     hub.state.faults["model.safetensors"] = Fault(corrupt=True, times=1)
@@ -155,9 +156,7 @@ def test_repo_revision_and_login_errors(hub, tmp_path, policy_files):
     assert_error(pull(hub, tmp_path, "alice/private@nope", token="hf_alice_secret"),
                  "revision 'nope' not found in alice/private")
     assert_error(pull(hub, tmp_path, "no-such-alias"), "unknown alias 'no-such-alias'", "aliases.toml")
-    assert models(tmp_path) == []
-    proc = pull(hub, tmp_path, "alice/private", token="hf_alice_secret")
-    assert proc.returncode == 0, proc.stderr
+    assert models(tmp_path) == []  # the right token gets in: test_token_never_reaches_store_or_output
 
 
 def test_gated_repo_says_how_to_get_access(hub, tmp_path, policy_files):
@@ -235,6 +234,7 @@ def test_disk_full_is_reported_before_and_during_the_download(hub, tmp_path, pol
     assert models(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_repo_file_names_cannot_escape_the_model_folder(hub, tmp_path, policy_files):
     hub.add_repo("me/sneaky", {**policy_files, "../../escape.safetensors": b"x",
                                "sub/../../../escape2.json": b"{}", "..\\..\\escape.safetensors": b"x"})

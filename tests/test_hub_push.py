@@ -238,6 +238,13 @@ def test_push_errors(hub, tmp_path):
     assert_error(push(hub, tmp_path, str(run_id), "--repo", "alice/x", token=None), "needs a token",
                  "hf auth login")
     assert_error(push(hub, tmp_path, str(run_id), "--repo", "alice/x", token="hf_bad"), "rejected your token")
+    with store_of(tmp_path) as store:
+        assert store.pushes() == []
+
+
+@pytest.mark.slow
+def test_push_refuses_foreign_namespaces_and_corrupt_checkpoints(hub, tmp_path):
+    run_id = make_run(tmp_path)
     assert_error(push(hub, tmp_path, str(run_id), "--repo", "bob/x"), "refused", "write access")
     weights = tmp_path / "home" / "runs" / str(run_id) / "checkpoints" / "step_000005" / "policy"
     weights = weights / "model.safetensors"
