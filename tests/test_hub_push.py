@@ -66,7 +66,8 @@ def make_run(tmp_path: Path, *, steps: tuple[int, ...] = (5, 10),
         for step in steps:
             path = tmp_path / "home" / "runs" / str(run.id) / "checkpoints" / f"step_{step:06d}"
             sha = save_checkpoint(path, make_policy(step), None, {"step": step})
-            store.add_checkpoint(run.id, step, str(path), sha, is_best=step == steps[0])
+            store.add_checkpoint(run.id, step, str(path), sha, {"eval/success_rate": 0.25 + 0.05 * step},
+                                 is_best=step == steps[0])
         store.add_evaluation(run_id=run.id, source="checkpoint 5", task="libero-spatial", episodes=50,
                              success_rate=0.52, mean_return=0.52)
         return run.id
@@ -152,6 +153,7 @@ def test_model_card_train_config_and_curves(pushed):
     assert meta["base_model"] == "lerobot/pi0_base"  # the run's policy "pi0" is the built-in alias
     assert "`libero-spatial`" in body
     assert "| 25.0% | 75.0% | 75.0% |" in body  # eval/success_rate first, last, best
+    assert "checkpoint at iteration 5 (eval/success_rate 50.0%)" in body
     assert "| libero-spatial | 50 | 52.0% |" in body
     assert "| fpo.actor_lr | `1e-05` |" in body and "| fpo.clip_eps | `0.05` |" in body
     assert "![Training curves](training_curves.png)" in body

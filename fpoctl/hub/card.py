@@ -30,6 +30,7 @@ class CardFacts:
     run_id: int
     checkpoint_step: int
     n_params: int
+    checkpoint_success: float | None = None
     base_model: str | None = None
     success: dict[str, float] = field(default_factory=dict)  # first / last / best
     success_key: str = "eval/success_rate"
@@ -97,8 +98,9 @@ def render(f: CardFacts) -> str:
         out += [f"| {e['task']} | {e['episodes']} | {_pct(e['success_rate'])} | {e['mean_return']:.3g} | "
                 f"{e['source']} |" for e in f.evaluations]
         out.append("")
+    at = f" ({f.success_key} {_pct(f.checkpoint_success)})" if f.checkpoint_success is not None else ""
     out += ["## Training", "", f"- run: `{f.run_name}` (fpoctl run {f.run_id}), checkpoint at iteration "
-            f"{f.checkpoint_step}"]
+            f"{f.checkpoint_step}{at}"]
     if f.env_steps is not None:
         out.append(f"- environment steps: {f.env_steps:,.0f}")
     if f.git_sha:

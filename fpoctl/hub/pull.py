@@ -8,9 +8,10 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from huggingface_hub import constants, snapshot_download
+from tqdm.auto import tqdm
 
 from fpoctl.hub import human_bytes, layout, tokenizer, verify
 from fpoctl.hub.aliases import Target, resolve
@@ -22,6 +23,13 @@ if TYPE_CHECKING:
     from policies.checkpoint import CheckpointInfo
 
 Say = Callable[[str], None]
+
+
+class _NoBar(tqdm):
+    """A progress bar that never shows (the dry run that lists the files has nothing to show)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{**kwargs, "disable": True})
 
 
 @dataclass(frozen=True)
@@ -63,7 +71,8 @@ def download(target: Target, ctx: HubContext, say: Say) -> tuple[Path, dict[str,
                   allow_patterns=layout.POLICY_PATTERNS, ignore_patterns=layout.IGNORE_PATTERNS)
     sizes, need = None, 0
     if not constants.HF_HUB_OFFLINE:
-        plan = with_retries(lambda: snapshot_download(**kwargs, dry_run=True), ctx, say=say)
+        plan = with_retries(lambda: snapshot_download(**kwargs, dry_run=True, tqdm_class=_NoBar),
+                            ctx, say=say)
         if not plan:
             raise InvalidCheckpointError(f"{target.repo}@{target.revision} has no policy files "
                                          "(config.json, model.safetensors)")

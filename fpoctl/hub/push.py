@@ -98,6 +98,15 @@ def base_model(store: Store, home: Path, run: Run) -> str | None:
     return None
 
 
+def success_summary(store: Store, run_id: int) -> tuple[str, dict[str, float]]:
+    """First / last / best success of a run: evaluation metrics, else the rollouts'."""
+    for key in ("eval/success_rate", "rollout/success_rate"):
+        values = [v for _, v in store.series(run_id, key)]
+        if values:
+            return key, {"first": values[0], "last": values[-1], "best": max(values)}
+    return "eval/success_rate", {}
+
+
 def plan_push(store: Store, home: Path, run_ref: str, repo: str, which: str, staging: Path) -> PushPlan:
     """Check the checkpoint and write the generated files (config, card, curves) into `staging`."""
     run = store.get_run(run_ref)
@@ -118,17 +127,13 @@ def plan_push(store: Store, home: Path, run_ref: str, repo: str, which: str, sta
     has_curves = curves.plot_training_curves(store, run.id, staging / CURVES_FILE)
     generated = ["train_config.json", "README.md"] + ([CURVES_FILE] if has_curves else [])
 
-    success_key = "eval/success_rate"
-    series = store.series(run.id, success_key)
-    if not series:
-        success_key, series = "rollout/success_rate", store.series(run.id, "rollout/success_rate")
-    values = [v for _, v in series]
+    success_key, success = success_summary(store, run.id)
     env_steps = store.series(run.id, curves.X_KEY)
     facts = card.CardFacts(
         repo=repo, policy_type=kind, task=run.task, run_name=run.name, run_id=run.id,
         checkpoint_step=ckpt.step, n_params=info.n_params, base_model=base_model(store, home, run),
-        success={"first": values[0], "last": values[-1], "best": max(values)} if values else {},
-        success_key=success_key,
+        success=success, success_key=success_key,
+        checkpoint_success=(ckpt.metrics or {}).get(success_key),
         evaluations=[{"task": e.task, "episodes": e.episodes, "success_rate": e.success_rate,
                       "mean_return": e.mean_return, "source": e.source}
                      for e in reversed(store.evaluations(run.id))],
