@@ -60,10 +60,12 @@ class JobResult:
     checkpoint: str | None = None
 
 
-def seed_everything(seed: int) -> None:
-    """Seed torch and numpy."""
+def seed_everything(seed: int, cpu_threads: int = 0) -> None:
+    """Seed torch and numpy; set torch's CPU threads (0 leaves torch's default)."""
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
+    if cpu_threads > 0:
+        torch.set_num_threads(cpu_threads)
 
 
 @contextmanager
@@ -172,7 +174,7 @@ def _train(store: Store, settings: Settings, run_id: int, cfg: FinetuneConfig, *
     trainer = None
     writer = store.metric_writer(run_id)
     try:
-        seed_everything(cfg.seed)
+        seed_everything(cfg.seed, cfg.cpu_threads)
         task, device = get_task(cfg.task), resolve_device(cfg.device)
         init = resolve_init(store, cfg.init) if cfg.init else None
         last = store.checkpoints(run_id)[-1] if resume and store.checkpoints(run_id) else None
@@ -252,7 +254,7 @@ def sft(settings: Settings, cfg: SFTConfig, *, name: str | None = None,
         writer = store.metric_writer(run_id)
         result = JobResult(run_id=run_id, status="running")
         try:
-            seed_everything(cfg.seed)
+            seed_everything(cfg.seed, cfg.cpu_threads)
             device = resolve_device(cfg.device)
             if cfg.demos:
                 demos = DemoSet.load(cfg.demos)
