@@ -51,7 +51,7 @@ def resolve_source(store: Store, ref: str) -> tuple[Path, int | None]:
     for model in store.models():
         if ref in (model.alias, model.repo, str(model.id)):
             return Path(model.path), None
-    raise FpoctlError(f"--init {ref!r} is neither a folder, a run nor a pulled model "
+    raise FpoctlError(f"{ref!r} is neither a policy folder, a run nor a pulled model "
                       "(see `fpoctl runs list`, `fpoctl models list`)")
 
 

@@ -159,7 +159,11 @@ def finetune(settings: Settings, cfg: FinetuneConfig, *, name: str | None = None
             cfg = FinetuneConfig(**run.config)
             run_id = run.id
         else:
-            get_task(cfg.task)  # fail fast on an unknown task, before a run exists
+            # fail fast on bad input, before a run exists
+            get_task(cfg.task)
+            resolve_device(cfg.device)
+            if cfg.init:
+                resolve_init(store, cfg.init)
             run_id = create_run(store, "finetune", cfg, name, total_steps=cfg.iterations)
         return _train(store, settings, run_id, cfg, resume=resume_run is not None,
                       progress=progress)
@@ -248,6 +252,8 @@ def sft(settings: Settings, cfg: SFTConfig, *, name: str | None = None,
     """Behaviour-clone a flow policy from demonstrations; the result is a run with a checkpoint."""
     settings.ensure_home()
     task = get_task(cfg.task)
+    device = resolve_device(cfg.device)
+    demos = DemoSet.load(cfg.demos) if cfg.demos else None  # bad input fails before a run exists
     with Store(settings.db_url) as store:
         run_id = create_run(store, "sft", cfg, name, total_steps=cfg.steps)
         store.set_status(run_id, "running")
@@ -255,10 +261,7 @@ def sft(settings: Settings, cfg: SFTConfig, *, name: str | None = None,
         result = JobResult(run_id=run_id, status="running")
         try:
             seed_everything(cfg.seed, cfg.cpu_threads)
-            device = resolve_device(cfg.device)
-            if cfg.demos:
-                demos = DemoSet.load(cfg.demos)
-            else:
+            if demos is None:
                 demos = collect_demos(task, cfg.expert_episodes, seed=cfg.seed, obs_mode=cfg.obs_mode)
                 path = demos.save(settings.run_dir(run_id) / "demos.npz")
                 store.add_event(run_id, f"{cfg.expert_episodes} expert episodes, success "
