@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from fpoctl import __version__
-from fpoctl.commands import dash, db, doctor, runs, train
+from fpoctl.commands import dash, db, demo, doctor, runs, train
 from fpoctl.commands.common import err_console
 from fpoctl.errors import FpoctlError
 from fpoctl.settings import Settings
@@ -33,6 +33,7 @@ app.command("dash")(dash.dash)
 app.command("sft")(train.sft)
 app.command("finetune")(train.finetune)
 app.command("eval")(train.evaluate)
+app.command("demo")(demo.demo)
 
 
 def _version(value: bool) -> None:
