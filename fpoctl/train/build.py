@@ -63,14 +63,14 @@ def build_policy(name: str, task: TaskSpec, obs_mode: str | None, *, horizon: in
         if init_folder is not None:
             kwargs = {"tokenizer": tokenizer} if tokenizer else {}
             policy = make_policy(init_folder, **kwargs)
-        elif name == "mlp":
+        elif name in ("mlp", "gaussian"):
             env = task.make_env(obs_mode, seed=0)
             try:
                 obs_dim = env.observation_space["state"].shape[0]
                 action_dim = env.action_space.shape[0]
             finally:
                 env.close()
-            policy = make_policy("mlp", obs_dim=obs_dim, action_dim=action_dim, horizon=horizon,
+            policy = make_policy(name, obs_dim=obs_dim, action_dim=action_dim, horizon=horizon,
                                  hidden=hidden)
         else:
             policy = make_policy(name, **({"tokenizer": tokenizer} if tokenizer else {}))

@@ -25,7 +25,7 @@ class FinetuneConfig:
     task: str = "fast-goal"
     """Task name (`fpoctl tasks`)."""
     policy: str = "mlp"
-    """Policy to build ("mlp", "pi0", "pi0-tiny") when `init` does not give one."""
+    """Policy to build ("mlp", "pi0", "pi0-tiny"; "gaussian" = the Gaussian PPO baseline)."""
     init: str | None = None
     """Start from a run (id/name: its best checkpoint), a pulled model, or a folder."""
     obs_mode: str | None = None
