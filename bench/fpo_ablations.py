@@ -56,8 +56,8 @@ def main() -> None:
         curves, secs = [], []
         for seed, prior in priors.items():
             torch.manual_seed(seed)
-            cfg = FinetuneConfig(task="fast-goal", seed=seed, explore_scale=1.0, eval_episodes=64,
-                                 **over)
+            cfg = FinetuneConfig(task="fast-goal", seed=seed, eval_episodes=64,
+                                 **{"explore_scale": 1.0, **over})
             trainer = FPOTrainer(cfg, copy.deepcopy(prior), task, torch.device("cpu"))
             curve = [trainer.evaluate()["eval/success_rate"]]
             t0 = time.perf_counter()
