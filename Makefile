@@ -36,8 +36,7 @@ install: $(VENV)/.stamp-base   ## core + dev tools
 sim: $(VENV)/.stamp-sim        ## + MuJoCo, robosuite, LIBERO, gym-aloha
 
 demo: $(VENV)/.stamp-sim       ## the embedded default job, offline on a CPU
-	$(VENV)/bin/fpoctl --home .demo doctor || true
-	$(VENV)/bin/fpoctl --home .demo runs list
+	$(VENV)/bin/fpoctl --home .demo demo
 
 test: $(VENV)/.stamp-sim       ## the test suite (without `slow` tests)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)

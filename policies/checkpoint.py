@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from policies.errors import PolicyError
+from policies.gaussian import GaussianConfig, GaussianPolicy
 from policies.mlp import MLPFlowConfig, MLPFlowPolicy
 from policies.pi0 import io as pi0_io
 from policies.pi0.config import Pi0Config
@@ -53,6 +54,12 @@ def _mlp_expected(cfg: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     return expected_shapes(policy.state_dict())
 
 
+def _gaussian_expected(cfg: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    with torch.device("meta"):
+        policy = GaussianPolicy(GaussianConfig(**{k: v for k, v in cfg.items() if k != "type"}))
+    return expected_shapes(policy.state_dict())
+
+
 def _pi0_expected(cfg: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     with torch.device("meta"):
         model = Pi0Model(Pi0Config.from_dict(cfg))
@@ -61,6 +68,7 @@ def _pi0_expected(cfg: dict[str, Any]) -> dict[str, tuple[int, ...]]:
 
 CHECKED_TYPES: dict[str, CheckedType] = {
     MLPFlowPolicy.type_name: CheckedType(_mlp_expected, lambda header: {k: k for k in header}),
+    GaussianPolicy.type_name: CheckedType(_gaussian_expected, lambda header: {k: k for k in header}),
     "pi0": CheckedType(_pi0_expected, pi0_io.fix_keys),
 }
 

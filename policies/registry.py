@@ -15,29 +15,35 @@ from typing import Any
 
 from policies.checkpoint import inspect_checkpoint, read_policy_type
 from policies.errors import PolicyError
+from policies.gaussian import GaussianConfig, GaussianPolicy
 from policies.mlp import MLPFlowConfig, MLPFlowPolicy
 from policies.pi0.config import CONFIG_PRESETS, Pi0Config
 from policies.pi0.policy import Pi0Policy
 
 __all__ = ["POLICY_NAMES", "PolicyError", "load_policy", "make_policy"]
 
-POLICY_NAMES = ("mlp", *CONFIG_PRESETS)
+POLICY_NAMES = ("mlp", "gaussian", *CONFIG_PRESETS)
 
 
-def _load_mlp(folder: Path, **kwargs: Any) -> MLPFlowPolicy:
-    if kwargs:
-        raise PolicyError(f"mlp_flow folders take no options (got {', '.join(kwargs)})")
-    return MLPFlowPolicy.from_pretrained(folder)
+def _load_small(cls: Any) -> Callable[..., Any]:
+    def load(folder: Path, **kwargs: Any) -> Any:
+        if kwargs:
+            raise PolicyError(f"{cls.type_name} folders take no options (got {', '.join(kwargs)})")
+        return cls.from_pretrained(folder)
+
+    return load
 
 
-LOADERS: dict[str, Callable[..., Any]] = {MLPFlowPolicy.type_name: _load_mlp,
+LOADERS: dict[str, Callable[..., Any]] = {MLPFlowPolicy.type_name: _load_small(MLPFlowPolicy),
+                                          GaussianPolicy.type_name: _load_small(GaussianPolicy),
                                           Pi0Policy.type_name: Pi0Policy.from_pretrained}
 
 
 def make_policy(name_or_path: str | Path, **kwargs: Any) -> Any:
     """A fresh policy by name or one loaded from a folder holding config.json.
 
-    "mlp" needs obs_dim / action_dim (/ horizon ...). "pi0" / "pi0-tiny" take any Pi0Config field
+    "mlp" (and "gaussian", the PPO baseline) need obs_dim / action_dim (/ horizon ...).
+    "pi0" / "pi0-tiny" take any Pi0Config field
     (e.g. dtype="bfloat16", chunk_size=10) plus tokenizer=, camera_map=, scope=, device=.
     A pi0 folder takes tokenizer=, camera_map=, scope=, dtype=, device= (see Pi0Policy.from_pretrained).
     """
@@ -48,6 +54,8 @@ def make_policy(name_or_path: str | Path, **kwargs: Any) -> Any:
     try:
         if name == "mlp":
             return MLPFlowPolicy(MLPFlowConfig(**kwargs))
+        if name == "gaussian":
+            return GaussianPolicy(GaussianConfig(**kwargs))
         if name in CONFIG_PRESETS:
             known = {f.name for f in fields(Pi0Config)}
             config = CONFIG_PRESETS[name](**{k: v for k, v in kwargs.items() if k in known})

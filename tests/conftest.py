@@ -14,6 +14,13 @@ from fpoctl.settings import Settings
 from fpoctl.store import Store
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """One torch thread: the tests' small models are fastest so, and CI has two cores."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """`gpu` tests skip without CUDA; `sim` tests skip when their simulator is not installed."""
     try:

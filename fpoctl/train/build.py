@@ -51,7 +51,7 @@ def resolve_source(store: Store, ref: str) -> tuple[Path, int | None]:
     for model in store.models():
         if ref in (model.alias, model.repo, str(model.id)):
             return Path(model.path), None
-    raise FpoctlError(f"--init {ref!r} is neither a folder, a run nor a pulled model "
+    raise FpoctlError(f"{ref!r} is neither a policy folder, a run nor a pulled model "
                       "(see `fpoctl runs list`, `fpoctl models list`)")
 
 
@@ -63,14 +63,14 @@ def build_policy(name: str, task: TaskSpec, obs_mode: str | None, *, horizon: in
         if init_folder is not None:
             kwargs = {"tokenizer": tokenizer} if tokenizer else {}
             policy = make_policy(init_folder, **kwargs)
-        elif name == "mlp":
+        elif name in ("mlp", "gaussian"):
             env = task.make_env(obs_mode, seed=0)
             try:
                 obs_dim = env.observation_space["state"].shape[0]
                 action_dim = env.action_space.shape[0]
             finally:
                 env.close()
-            policy = make_policy("mlp", obs_dim=obs_dim, action_dim=action_dim, horizon=horizon,
+            policy = make_policy(name, obs_dim=obs_dim, action_dim=action_dim, horizon=horizon,
                                  hidden=hidden)
         else:
             policy = make_policy(name, **({"tokenizer": tokenizer} if tokenizer else {}))

@@ -25,7 +25,7 @@ class FinetuneConfig:
     task: str = "fast-goal"
     """Task name (`fpoctl tasks`)."""
     policy: str = "mlp"
-    """Policy to build ("mlp", "pi0", "pi0-tiny") when `init` does not give one."""
+    """Policy to build ("mlp", "pi0", "pi0-tiny"; "gaussian" = the Gaussian PPO baseline)."""
     init: str | None = None
     """Start from a run (id/name: its best checkpoint), a pulled model, or a folder."""
     obs_mode: str | None = None
@@ -36,6 +36,8 @@ class FinetuneConfig:
     """Seed for torch, numpy and the envs."""
     device: str = "auto"
     """"auto" (CUDA when present), "cpu", "cuda", "cuda:1", ..."""
+    cpu_threads: int = 1
+    """torch intra-op threads on the CPU (small policies are fastest on one; 0 = torch's default)."""
     iterations: int = 100
     """Rollout + update iterations."""
     # -- policy (only for freshly built policies) ---------------------------------------
@@ -54,7 +56,7 @@ class FinetuneConfig:
     """Env steps executed from each chunk (<= H); only these steps enter the FPO loss."""
     flow_steps: int = 10
     """Euler steps K of the sampler."""
-    explore_scale: float = 0.3
+    explore_scale: float = 0.5
     """Multi-step latent exploration: noise std added to the latent at the exploring Euler steps."""
     explore_steps: list[int] | None = None
     """Euler steps that get exploration noise (None = all)."""
@@ -135,6 +137,8 @@ class SFTConfig:
     """Seed."""
     device: str = "auto"
     """Device."""
+    cpu_threads: int = 1
+    """torch intra-op threads on the CPU (0 = torch's default)."""
     horizon: int = 4
     """Chunk length H of a fresh MLP policy."""
     hidden: int = 256

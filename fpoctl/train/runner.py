@@ -60,10 +60,12 @@ class JobResult:
     checkpoint: str | None = None
 
 
-def seed_everything(seed: int) -> None:
-    """Seed torch and numpy."""
+def seed_everything(seed: int, cpu_threads: int = 0) -> None:
+    """Seed torch and numpy; set torch's CPU threads (0 leaves torch's default)."""
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
+    if cpu_threads > 0:
+        torch.set_num_threads(cpu_threads)
 
 
 @contextmanager
@@ -157,7 +159,11 @@ def finetune(settings: Settings, cfg: FinetuneConfig, *, name: str | None = None
             cfg = FinetuneConfig(**run.config)
             run_id = run.id
         else:
-            get_task(cfg.task)  # fail fast on an unknown task, before a run exists
+            # fail fast on bad input, before a run exists
+            get_task(cfg.task)
+            resolve_device(cfg.device)
+            if cfg.init:
+                resolve_init(store, cfg.init)
             run_id = create_run(store, "finetune", cfg, name, total_steps=cfg.iterations)
         return _train(store, settings, run_id, cfg, resume=resume_run is not None,
                       progress=progress)
@@ -172,7 +178,7 @@ def _train(store: Store, settings: Settings, run_id: int, cfg: FinetuneConfig, *
     trainer = None
     writer = store.metric_writer(run_id)
     try:
-        seed_everything(cfg.seed)
+        seed_everything(cfg.seed, cfg.cpu_threads)
         task, device = get_task(cfg.task), resolve_device(cfg.device)
         init = resolve_init(store, cfg.init) if cfg.init else None
         last = store.checkpoints(run_id)[-1] if resume and store.checkpoints(run_id) else None
@@ -246,17 +252,16 @@ def sft(settings: Settings, cfg: SFTConfig, *, name: str | None = None,
     """Behaviour-clone a flow policy from demonstrations; the result is a run with a checkpoint."""
     settings.ensure_home()
     task = get_task(cfg.task)
+    device = resolve_device(cfg.device)
+    demos = DemoSet.load(cfg.demos) if cfg.demos else None  # bad input fails before a run exists
     with Store(settings.db_url) as store:
         run_id = create_run(store, "sft", cfg, name, total_steps=cfg.steps)
         store.set_status(run_id, "running")
         writer = store.metric_writer(run_id)
         result = JobResult(run_id=run_id, status="running")
         try:
-            seed_everything(cfg.seed)
-            device = resolve_device(cfg.device)
-            if cfg.demos:
-                demos = DemoSet.load(cfg.demos)
-            else:
+            seed_everything(cfg.seed, cfg.cpu_threads)
+            if demos is None:
                 demos = collect_demos(task, cfg.expert_episodes, seed=cfg.seed, obs_mode=cfg.obs_mode)
                 path = demos.save(settings.run_dir(run_id) / "demos.npz")
                 store.add_event(run_id, f"{cfg.expert_episodes} expert episodes, success "
