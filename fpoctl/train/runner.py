@@ -47,7 +47,13 @@ Progress = Callable[[int, int, dict[str, float]], None]
 
 
 class StopRequested(Exception):
-    """SIGTERM (or `fpoctl stop`) asked the run to stop after the current step."""
+    """A second SIGTERM / Ctrl-C: stop now, without waiting for the current step."""
+
+
+class StopFlag:
+    """Set by the first SIGTERM or Ctrl-C; the loop stops at the end of the current iteration."""
+
+    requested = False
 
 
 @dataclass
@@ -90,16 +96,25 @@ def heartbeat(store: Store, run_id: int, every: float = 10.0) -> Iterator[None]:
 
 
 @contextmanager
-def sigterm_as_stop() -> Iterator[None]:
-    """Turn SIGTERM into StopRequested (raised in the main thread at the next bytecode)."""
-    def handler(signum: int, frame: object) -> None:
-        raise StopRequested()
+def graceful_stop() -> Iterator[StopFlag]:
+    """The first SIGTERM / SIGINT asks the run to stop after the current iteration (which is then
+    logged and checkpointed); a second one raises StopRequested at once."""
+    flag = StopFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag  # signals reach the main thread only; the caller owns them there
+        return
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    def handler(signum: int, frame: object) -> None:
+        if flag.requested:
+            raise StopRequested()
+        flag.requested = True
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        yield
+        yield flag
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, prev in previous.items():
+            signal.signal(sig, prev)
 
 
 class CheckpointKeeper:
@@ -205,9 +220,9 @@ def _train(store: Store, settings: Settings, run_id: int, cfg: FinetuneConfig, *
             writer.log(0, result.before)
             store.add_event(run_id, f"prior: success {result.before['eval/success_rate']:.0%}",
                             kind="eval")
-        with heartbeat(store, run_id), sigterm_as_stop():
+        with heartbeat(store, run_id), graceful_stop() as stop:
             metrics: dict[str, float] = {}
-            while trainer.iteration < cfg.iterations:
+            while trainer.iteration < cfg.iterations and not stop.requested:
                 metrics = trainer.train_iteration()
                 it = trainer.iteration
                 if it % cfg.eval_every == 0 or it == cfg.iterations:
@@ -216,20 +231,18 @@ def _train(store: Store, settings: Settings, run_id: int, cfg: FinetuneConfig, *
                                     f"{metrics['eval/success_rate']:.0%}", kind="eval")
                 writer.log(it, metrics)
                 store.heartbeat(run_id, step=it)
-                if it % cfg.checkpoint_every == 0 or it == cfg.iterations:
+                if it % cfg.checkpoint_every == 0 or it == cfg.iterations or stop.requested:
                     writer.flush()
                     result.checkpoint = keeper.save(it, policy, trainer.state_dict(), metrics,
                                                     as_dict(cfg))
                 if progress:
                     progress(it, cfg.iterations, metrics)
         result.after = {k: v for k, v in metrics.items() if k.startswith("eval/")}
-        result.status = "finished"
+        result.status = "stopped" if stop.requested else "finished"
     except (KeyboardInterrupt, StopRequested):
+        # stopped mid-iteration: the last checkpoint stays the resume point (resume drops the
+        # rows logged after it), so nothing half-done is saved
         result.status = "stopped"
-        if trainer is not None and trainer.iteration > 0:
-            writer.flush()
-            result.checkpoint = keeper.save(trainer.iteration, trainer.policy, trainer.state_dict(),
-                                            {}, as_dict(cfg))
     except NonFiniteLoss as exc:
         result.status = "failed"
         store.set_status(run_id, "failed", error=f"{exc}: lower actor_lr or check the rewards")
