@@ -14,6 +14,7 @@ from textual.pilot import Pilot
 
 from fpoctl.dash import names as n
 from fpoctl.dash.app import DashApp
+from fpoctl.dash.screens.ask import AskScreen
 from fpoctl.dash.screens.compare import CompareScreen
 from fpoctl.dash.screens.run import RunScreen
 from fpoctl.dash.screens.runs import RunsScreen
@@ -200,16 +201,36 @@ def test_compare_two_marked_runs(store, settings, seeded) -> None:
     drive(app, scenario)
 
 
-def test_stop_resume_push_are_shown_unavailable_and_say_why(store, settings, seeded) -> None:
+def test_stop_resume_are_shown_unavailable_and_say_why(store, settings, seeded) -> None:
     app = make_app(store, settings)
 
     async def scenario(pilot: Pilot) -> None:
-        for key in "srp":
+        for key in "sr":
             assert app.screen.active_bindings[key].enabled is False  # greyed out in the footer
         await pilot.press("s")
         await wait_for(pilot, lambda: bool(app._notifications))
         message = next(iter(app._notifications)).message
         assert "not available yet" in message and "fpoctl stop" in message
+
+    drive(app, scenario)
+
+
+def test_push_asks_for_the_repo_and_reports_the_hubs_answer(store, settings, seeded) -> None:
+    app = make_app(store, settings)
+
+    async def scenario(pilot: Pilot) -> None:
+        assert app.screen.active_bindings["p"].enabled is True
+        await pilot.press("p")
+        await wait_for(pilot, lambda: isinstance(app.screen, AskScreen))
+        await pilot.press("escape")  # cancel: nothing is pushed
+        await wait_for(pilot, lambda: not isinstance(app.screen, AskScreen))
+        assert not app._notifications
+        await pilot.press("p")
+        await wait_for(pilot, lambda: isinstance(app.screen, AskScreen))
+        await pilot.press(*"not a repo", "enter")  # the real push service rejects the id
+        await wait_for(pilot, lambda: bool(app._notifications))
+        message = next(iter(app._notifications)).message
+        assert message.startswith("push failed:") and "not a repo" in message
 
     drive(app, scenario)
 
