@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from fpoctl import __version__
-from fpoctl.commands import db, doctor, runs
+from fpoctl.commands import db, doctor, runs, tasks
 from fpoctl.commands.common import err_console
 from fpoctl.errors import FpoctlError
 from fpoctl.settings import Settings
@@ -29,6 +29,7 @@ app = typer.Typer(
 app.add_typer(runs.app, name="runs")
 app.add_typer(db.app, name="db")
 app.command("doctor")(doctor.doctor)
+app.command("tasks")(tasks.tasks)
 
 
 def _version(value: bool) -> None:

@@ -22,7 +22,8 @@ from fpoctl.envs.headless import use_headless_gl
 
 ALOHA_TASKS = {
     "aloha-insertion": ("insertion", "insert the peg into the socket"),
-    "aloha-transfer-cube": ("transfer_cube", "pick up the cube with the right arm and hand it to the left arm"),
+    "aloha-transfer-cube": ("transfer_cube",
+                            "pick up the cube with the right arm and hand it to the left arm"),
 }
 EPISODE_STEPS = 300
 INSTALL_HINT = "make sim, or: pip install gym-aloha==0.1.5 'mujoco>=3,<3.9'"

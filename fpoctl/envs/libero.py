@@ -53,7 +53,7 @@ class Suite:
 
 
 SUITES = {s.name: s for s in (
-    Suite("libero-spatial", "libero_spatial", 220, "pick the black bowl (10 spatial layouts), place it on the plate"),
+    Suite("libero-spatial", "libero_spatial", 220, "pick the black bowl (10 layouts), place it on the plate"),
     Suite("libero-object", "libero_object", 280, "pick one of 10 grocery objects, place it in the basket"),
     Suite("libero-goal", "libero_goal", 300, "10 goals in one kitchen scene (drawers, stove, wine rack)"),
     Suite("libero-10", "libero_10", 520, "10 long-horizon tasks (LIBERO-Long)"),

@@ -10,6 +10,7 @@ observation) and truncated[i] = True; stepping goes on.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import pickle
@@ -54,64 +55,75 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
+class _EnvServer:
+    """The worker side: one env, its running episode, and the rebuild-on-exception rule."""
+
+    def __init__(self, factory: EnvFactory, index: int, seed: int, max_steps: int) -> None:
+        self.factory, self.index, self.seed, self.max_steps = factory, index, seed, max_steps
+        self.env = factory(index, seed)
+        self.tracker = EpisodeTracker()
+        self.last_obs: dict | None = None
+        self.rebuilds = 0
+
+    def reset(self, seed: int | None) -> dict:
+        if seed is not None:
+            self.seed = seed
+        self.tracker = EpisodeTracker()
+        self.last_obs = self.env.reset(seed=seed)[0]
+        return self.last_obs
+
+    def step(self, actions: np.ndarray) -> tuple:
+        start_ret, start_len = self.tracker.ret, self.tracker.length
+        try:
+            obs, reward, term, trunc, info = run_chunk(self.env, actions, self.tracker, self.max_steps)
+        except Exception as exc:  # the simulator raised: fail the episode, rebuild, go on
+            info = {"executed": self.tracker.length - start_len, "success": False,
+                    "error": _error_text(exc), "final_obs": self.last_obs,
+                    "episode": {**self.tracker.summary(crashed=True), "success": False}}
+            reward = self.tracker.ret - start_ret
+            self._rebuild()
+            return self.last_obs, reward, False, True, info
+        if term or trunc:
+            info["final_obs"], info["episode"] = obs, self.tracker.summary()
+            self.tracker = EpisodeTracker()
+            obs, _ = self.env.reset()
+        self.last_obs = obs
+        return obs, reward, term, trunc, info
+
+    def _rebuild(self) -> None:
+        with contextlib.suppress(Exception):
+            self.env.close()
+        self.rebuilds += 1
+        seed = self.seed + RESTART_SEED_STRIDE * self.rebuilds
+        self.env = self.factory(self.index, seed)
+        self.reset(seed)
+
+    def close(self) -> None:
+        self.env.close()
+
+
 def _worker(conn: Connection, factory_bytes: bytes, index: int, seed: int, max_steps: int) -> None:
     """Worker process: build the env, then serve reset / step / close until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     use_headless_gl()  # before the factory imports any simulator
+    server = None
     try:
-        factory: EnvFactory = pickle.loads(factory_bytes)
-        env = factory(index, seed)
-        conn.send(("ready", (env.action_space, env.observation_space)))
-    except BaseException as exc:
-        conn.send(("fatal", _error_text(exc)))
-        return
-    tracker, last_obs, rebuilds = EpisodeTracker(), None, 0
-    while True:
-        try:
+        server = _EnvServer(pickle.loads(factory_bytes), index, seed, max_steps)
+        conn.send(("ready", (server.env.action_space, server.env.observation_space)))
+        while True:
             cmd, arg = conn.recv()
-        except (EOFError, KeyboardInterrupt):
-            break
-        if cmd == "close":
-            break
-        try:
-            if cmd == "reset":
-                seed = seed if arg is None else arg
-                tracker = EpisodeTracker()
-                last_obs = env.reset(seed=arg)[0]
-                conn.send(("ok", last_obs))
-                continue
-            start_ret, start_len = tracker.ret, tracker.length
-            try:
-                obs, reward, term, trunc, info = run_chunk(env, arg, tracker, max_steps)
-            except Exception as exc:  # the simulator raised: fail the episode, rebuild, go on
-                info = {"executed": tracker.length - start_len, "success": False,
-                        "error": _error_text(exc), "final_obs": last_obs,
-                        "episode": {**tracker.summary(crashed=True), "success": False}}
-                reward = tracker.ret - start_ret
-                try:
-                    env.close()
-                except Exception:
-                    pass
-                rebuilds += 1
-                env = factory(index, seed + RESTART_SEED_STRIDE * rebuilds)
-                tracker = EpisodeTracker()
-                last_obs = env.reset(seed=seed + RESTART_SEED_STRIDE * rebuilds)[0]
-                conn.send(("ok", (last_obs, reward, False, True, info)))
-                continue
-            if term or trunc:
-                info["final_obs"], info["episode"] = obs, tracker.summary()
-                tracker = EpisodeTracker()
-                obs, _ = env.reset()
-            last_obs = obs
-            conn.send(("ok", (obs, reward, term, trunc, info)))
-        except BaseException as exc:  # rebuilding failed, or the reply cannot be sent
-            try:
-                conn.send(("fatal", _error_text(exc)))
-            finally:
+            if cmd == "close":
                 break
-    try:
-        env.close()
+            conn.send(("ok", server.reset(arg) if cmd == "reset" else server.step(arg)))
+    except (EOFError, BrokenPipeError):
+        pass  # the parent is gone
+    except BaseException as exc:  # building or rebuilding the env failed
+        with contextlib.suppress(OSError):
+            conn.send(("fatal", _error_text(exc)))
     finally:
+        if server is not None:
+            with contextlib.suppress(Exception):
+                server.close()
         conn.close()
 
 
@@ -213,7 +225,7 @@ class WorkerVectorEnv:
         if seed is not None:
             self._seeds = [seed + i for i in range(self.num_envs)]
         self.trackers = [EpisodeTracker() for _ in range(self.num_envs)]
-        for i, conn in enumerate(self.conns):
+        for i in range(self.num_envs):
             self._send(i, ("reset", None if seed is None else seed + i))
         obs = []
         for i in range(self.num_envs):
@@ -225,10 +237,8 @@ class WorkerVectorEnv:
         return stack_obs(obs)
 
     def _send(self, i: int, message: tuple) -> None:
-        try:
+        with contextlib.suppress(OSError):  # a dead worker: _receive notices and replaces it
             self.conns[i].send(message)
-        except (OSError, ConnectionError):
-            pass  # a dead worker: _receive notices and replaces it
 
     def step(self, actions: np.ndarray):
         """Execute one chunk per env, all workers in parallel (see vector.py's docstring)."""
