@@ -65,6 +65,7 @@ class BowlOnPlateExpert(Expert):
         self.side = np.zeros(3)
         self.target_rot = np.eye(3)
         self.preshape = "wide"
+        self.grasp_point = np.zeros(3)
 
     # --- privileged reads ---------------------------------------------------------------------
     @staticmethod
@@ -179,9 +180,10 @@ class BowlOnPlateExpert(Expert):
         elif p == "descend":
             action, err = self._move(env, grasp, self._preshape(env))
             if self._arrived(err, 0.006) or self.t_phase > 40:
+                self.grasp_point = grasp  # held while closing, even if the bowl shifts
                 self._next("close")
         elif p == "close":
-            action, _ = self._move(env, grasp, 1.0)
+            action, _ = self._move(env, self.grasp_point, 1.0)
             if self.t_phase >= CLOSE_STEPS:
                 lowest = max(plate[2] + CARRY_CLEARANCE, bowl[2] + LIFT_HEIGHT) + GRASP_HEIGHT
                 self.carry_z = max(lowest, TRAVEL_Z)
