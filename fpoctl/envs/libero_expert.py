@@ -138,7 +138,8 @@ class BowlOnPlateExpert(Expert):
         action = np.zeros(7)
         # PI control: far from its base the arm settles ~7 mm short of an OSC goal; the integral
         # term (reset each phase, bounded) removes that offset.
-        self.integral = np.clip(self.integral + INTEGRAL_GAIN * err / POS_SCALE, -0.5, 0.5)
+        if np.linalg.norm(err) < 0.02:  # integrate only near the goal: no wind-up, no overshoot
+            self.integral = np.clip(self.integral + INTEGRAL_GAIN * err / POS_SCALE, -0.5, 0.5)
         action[:3] = np.clip(self.gain * err / POS_SCALE + self.integral, -1.0, 1.0)
         action[3:6] = np.clip(_rotation_error(self.target_rot, rot) / ROT_SCALE, -1.0, 1.0)
         action[6] = gripper
@@ -155,7 +156,7 @@ class BowlOnPlateExpert(Expert):
     def _arrived(self, err: float, tolerance: float) -> bool:
         """Within tolerance, or nearly (2.5x) and no longer closing in: at full reach the arm
         stalls a few millimetres off (joint limits), and the rim grasp tolerates a centimetre."""
-        stalled = self.t_phase > 8 and err > self.last_err - 0.0005
+        stalled = self.t_phase > 8 and abs(err - self.last_err) < 0.0005
         self.last_err = err
         return err < tolerance or (stalled and err < 2.5 * tolerance)
 
