@@ -59,7 +59,7 @@ def test_aloha_tasks_reset_and_step_with_the_top_camera_only(name: str) -> None:
         rng = np.random.default_rng(0)
         successes = []
         for _ in range(10):  # random joint targets never finish the task
-            obs, reward, term, trunc, info = env.step(rng.uniform(-1, 1, 14).astype(np.float32))
+            obs, _reward, _term, _trunc, info = env.step(rng.uniform(-1, 1, 14).astype(np.float32))
             successes.append(info["success"])
         assert not any(successes) and set(obs) == {"image/top", "state", "prompt"}
         poses = []

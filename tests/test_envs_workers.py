@@ -51,7 +51,7 @@ def test_worker_env_steps_exactly_like_the_in_process_env() -> None:
             obs = [venv.reset(seed=3)["state"]]
             ends = []
             for chunk in chunks:
-                o, r, term, trunc, infos = venv.step(chunk)
+                o, _r, _term, _trunc, infos = venv.step(chunk)
                 obs.append(o["state"])
                 ends += [(i, info["episode"]["length"]) for i, info in enumerate(infos) if "episode" in info]
             results.append((np.stack(obs), ends))
@@ -68,7 +68,7 @@ def test_a_killed_worker_is_replaced_and_the_vector_env_keeps_stepping() -> None
         venv.step(np.zeros((2, 3, 2), np.float32))
         victim = venv.pids[1]
         os.kill(victim, signal.SIGKILL)
-        obs, rewards, term, trunc, infos = venv.step(np.zeros((2, 3, 2), np.float32))
+        obs, _rewards, _term, trunc, infos = venv.step(np.zeros((2, 3, 2), np.float32))
         assert infos[1]["episode"] == {"return": 0.0, "length": 3, "success": False, "crashed": True}
         assert "died" in infos[1]["error"] and trunc[1] and infos[1]["executed"] == 0
         assert infos[0]["executed"] == 3 and "episode" not in infos[0]
@@ -87,7 +87,7 @@ def test_a_simulator_exception_fails_the_episode_and_the_env_is_rebuilt() -> Non
         venv.reset(seed=0)
         actions = np.zeros((2, 4, 2), np.float32)
         actions[0, 2, 0] = 1.0  # env 0 raises on its third step
-        obs, rewards, term, trunc, infos = venv.step(actions)
+        _obs, _rewards, term, trunc, infos = venv.step(actions)
         assert infos[0]["executed"] == 2 and infos[0]["episode"]["crashed"]
         assert infos[0]["episode"]["success"] is False and infos[0]["episode"]["length"] == 2
         assert "simulated physics blow-up" in infos[0]["error"] and trunc[0] and not term[0]
