@@ -16,7 +16,7 @@ from fpoctl.envs.base import Expert
 
 POS_SCALE, ROT_SCALE = 0.05, 0.5  # OSC_POSE output limits for an input of 1
 INTEGRAL_GAIN = 0.1
-RIM_RADIUS = 0.047  # centre of the bowl's outer wall, from its collision boxes
+RIM_RADIUS = 0.050  # the bowl wall at the pads' height (it slants: r ~ 0.047 + 0.58 (z - 0.034))
 GRASP_HEIGHT = 0.035  # grip site above the bowl's origin when closing on the wall
 # Finger pre-shapes before the grasp: the gripper's stored command (+1 open .. -1 closed) and the
 # pads' resulting half-opening. "wide" is robust to position error; "narrow" (pads ~1.3 cm either
@@ -124,7 +124,10 @@ class BowlOnPlateExpert(Expert):
                         blocked = max(blocked, start[2] - dist - (grasp_z + floor))
                 point = bowl[:2] + side[:2] * RIM_RADIUS
                 clutter = min((float(np.linalg.norm(point - o)) for o in others), default=1.0)
-                score = (round(blocked / 0.005), shape_rank, round(abs(yaw), 3), -clutter)
+                # The narrow pre-shape leaves ~1 cm for position error, which grows with reach:
+                # prefer its grasp points nearer the robot (smaller x).
+                reach = round(point[0] / 0.02) if shape == "narrow" else 0
+                score = (round(blocked / 0.005), shape_rank, reach, round(abs(yaw), 3), -clutter)
                 if best is None or score < best[0]:
                     best = (score, side * RIM_RADIUS, yaw, shape)
         _, side, yaw, self.preshape = best
