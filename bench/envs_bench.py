@@ -93,6 +93,7 @@ def verify_reset(init_states: int) -> None:
     worst = 0.0
     for index in range(10):
         env = get_task(f"libero-spatial/{index}").make_env("state", seed=0)
+        env.reset(seed=0)  # builds the simulator
         try:
             diffs = []
             for k in np.linspace(0, 49, init_states).astype(int):
