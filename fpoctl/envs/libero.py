@@ -172,7 +172,13 @@ def _global_numpy_seed(seed: int) -> Iterator[None]:
 
 
 class LiberoEnv(gym.Env):
-    """A LIBERO suite (or some of its tasks) behind the Gymnasium API; one simulator at a time."""
+    """A LIBERO suite (or some of its tasks) behind the Gymnasium API; one simulator at a time.
+
+    Each episode draws a task from `task_ids` and one of its 50 init states (seeded), unless
+    reset(options={"task": i, "init_state": k}) names them. Switching task rebuilds the simulator
+    (6-10 s), so `episodes_per_task` > 1 keeps a task for that many episodes. The simulator is
+    built by the first reset. `sim_env` is LIBERO's env, for experts and tests.
+    """
 
     metadata: ClassVar[dict] = {"render_modes": []}
     CAMERAS: ClassVar[dict[str, str]] = {"agentview": "agentview_image", "wrist": "robot0_eye_in_hand_image"}
