@@ -19,7 +19,8 @@ def test_tiny_pi0_fine_tunes_one_iteration_on_libero_pixels(home: Path, tmp_path
     tokenizer = train_tokenizer(tmp_path)
     env = json.dumps({"image_size": 64, "max_steps": 40})
     proc = run_cli("finetune", "--task", "libero-spatial/0", "--policy", "pi0-tiny", "--iterations", "1",
-                   "--set", "obs_mode=pixels", "--set", f"tokenizer={tokenizer}", "--set", f"env_kwargs={env}",
+                   "--set", "obs_mode=pixels", "--set", f"tokenizer={tokenizer}",
+                   "--set", f"env_kwargs={env}",
                    "--set", "num_envs=1", "--set", "rollout_chunks=2", "--set", "exec_steps=5",
                    "--set", "n_mc=2", "--set", "minibatch_size=2", "--set", "eval_episodes=1",
                    "--set", "critic=q_ensemble", "--set", "q_ensemble_size=2", timeout=900)
