@@ -64,9 +64,14 @@ class DemoSet:
 
 
 def collect_demos(task: TaskSpec, episodes: int, *, seed: int = 0, obs_mode: str | None = None,
-                  keep_failures: bool = False, progress: Callable[[int, bool], None] | None = None,
-                  **env_kwargs: Any) -> DemoSet:
-    """Run the task's scripted expert for `episodes` episodes in one in-process env."""
+                  keep_failures: bool = False, action_noise: float = 0.0,
+                  progress: Callable[[int, bool], None] | None = None, **env_kwargs: Any) -> DemoSet:
+    """Run the task's scripted expert for `episodes` episodes in one in-process env.
+
+    With `action_noise` > 0 the env executes the expert's action plus Gaussian noise while the
+    clean action is recorded (DART): the closed-loop expert then demonstrates how to recover
+    from the small errors a cloned policy makes."""
+    rng = np.random.default_rng(seed)
     if task.expert is None:
         raise FpoctlError(f"task {task.name} has no scripted expert")
     env = task.make_env(obs_mode, seed=seed, **env_kwargs)
@@ -84,7 +89,8 @@ def collect_demos(task: TaskSpec, episodes: int, *, seed: int = 0, obs_mode: str
                 action = np.asarray(expert.act(env, obs), np.float32)
                 ep_obs.append(obs)
                 ep_act.append(action)
-                obs, reward, terminated, truncated, info = env.step(action)
+                executed = action + action_noise * rng.standard_normal(action.shape).astype(np.float32)
+                obs, reward, terminated, truncated, info = env.step(np.clip(executed, -1.0, 1.0))
                 ret += float(reward)
                 success = success or bool(info.get("success", False))
                 if terminated or truncated:
@@ -110,5 +116,6 @@ def collect_demos(task: TaskSpec, episodes: int, *, seed: int = 0, obs_mode: str
         ep_success=np.asarray(ep_success, bool), ep_return=np.asarray(ep_return, np.float32),
         ep_length=np.asarray(ep_length, np.int64),
         meta={"task": task.name, "obs_mode": obs_mode or task.default_obs_mode, "seed": seed,
-              "episodes": episodes, "expert_success_rate": float(np.mean(ep_success))},
+              "episodes": episodes, "action_noise": action_noise,
+              "expert_success_rate": float(np.mean(ep_success))},
     )

@@ -137,6 +137,8 @@ class SFTConfig:
     """A demonstrations .npz (fpoctl/envs/demos.py); None = collect `expert_episodes` now."""
     expert_episodes: int = 20
     """Scripted expert episodes to collect when `demos` is None."""
+    expert_noise: float = 0.0
+    """Noise std added to the executed expert actions (DART; the clean action is recorded)."""
     seed: int = 0
     """Seed."""
     device: str = "auto"

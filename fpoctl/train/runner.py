@@ -278,7 +278,7 @@ def sft(settings: Settings, cfg: SFTConfig, *, name: str | None = None,
             seed_everything(cfg.seed, cfg.cpu_threads)
             if demos is None:
                 demos = collect_demos(task, cfg.expert_episodes, seed=cfg.seed, obs_mode=cfg.obs_mode,
-                                      **(cfg.env_kwargs or {}))
+                                      action_noise=cfg.expert_noise, **(cfg.env_kwargs or {}))
                 path = demos.save(settings.run_dir(run_id) / "demos.npz")
                 store.add_event(run_id, f"{cfg.expert_episodes} expert episodes, success "
                                 f"{demos.success_rate:.0%} -> {path}", kind="demos")
@@ -289,6 +289,7 @@ def sft(settings: Settings, cfg: SFTConfig, *, name: str | None = None,
 
             def log(step: int, values: dict[str, float]) -> None:
                 writer.log(step, values)
+                store.heartbeat(run_id, step=step)
                 if progress:
                     progress(step, cfg.steps, values)
 
