@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from fpoctl import __version__
-from fpoctl.commands import dash, db, demo, doctor, runs, train
+from fpoctl.commands import dash, db, demo, doctor, jobs, runs, train
 from fpoctl.commands.common import err_console
 from fpoctl.errors import FpoctlError
 from fpoctl.settings import Settings
@@ -32,6 +32,9 @@ app.command("doctor")(doctor.doctor)
 app.command("dash")(dash.dash)
 app.command("sft")(train.sft)
 app.command("finetune")(train.finetune)
+app.command("stop")(jobs.stop)
+app.command("resume")(jobs.resume)
+app.command("logs")(jobs.logs)
 app.command("eval")(train.evaluate)
 app.command("demo")(demo.demo)
 

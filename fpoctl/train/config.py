@@ -36,6 +36,10 @@ class FinetuneConfig:
     """Seed for torch, numpy and the envs."""
     device: str = "auto"
     """"auto" (CUDA when present), "cpu", "cuda", "cuda:1", ..."""
+    gpus: list[int] | None = None
+    """GPUs the job holds, one per rank (from `--gpus` or the device; filled in at launch)."""
+    nproc: int = 1
+    """Training processes (ranks) per node under torchrun: own envs and seed, averaged gradients."""
     cpu_threads: int = 1
     """torch intra-op threads on the CPU (small policies are fastest on one; 0 = torch's default)."""
     iterations: int = 100
