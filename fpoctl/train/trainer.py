@@ -66,8 +66,25 @@ class FPOTrainer:
     # -- one iteration ------------------------------------------------------------------
     def train_iteration(self) -> dict[str, float]:
         """Rollout, critic, advantages, FPO update. Returns this iteration's metrics."""
-        cfg = self.cfg
         t0 = time.perf_counter()
+        rollout = self.collect()
+        t_rollout = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        learn_metrics = self.learn(rollout)
+        t_update = time.perf_counter() - t1
+        self.iteration += 1
+        self.env_steps += rollout.env_steps
+        metrics = {**self._rollout_metrics(rollout), **learn_metrics,
+                   "perf/env_steps_per_s": rollout.env_steps / max(t_rollout, 1e-9),
+                   "perf/update_s": t_update, "perf/rollout_s": t_rollout,
+                   "env/steps_total": float(self.env_steps)}
+        if self.device.type == "cuda":
+            metrics["perf/gpu_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+        return metrics
+
+    def collect(self) -> Rollout:
+        """(1) This rank's rollout: chunks with their stored (t, noise) pairs."""
+        cfg = self.cfg
         if self.obs is None:  # fresh envs (start, or after a resume)
             self.obs = self.venv.reset(seed=self.seed + 100_003 * self.iteration)
         rollout, self.obs = collect_rollout(
@@ -75,9 +92,11 @@ class FPOTrainer:
             exec_steps=self.exec_steps, d_env=self.d_env, n_mc=cfg.n_mc, gamma=cfg.gamma,
             flow_steps=cfg.flow_steps, explore_scale=cfg.explore_scale,
             explore_steps=cfg.explore_steps, generator=self.generator, device=self.device)
-        t_rollout = time.perf_counter() - t0
+        return rollout
 
-        t1 = time.perf_counter()
+    def learn(self, rollout: Rollout) -> dict[str, float]:
+        """(2-5) Critic, GAE advantages (normalised over all ranks), FPO update."""
+        cfg = self.cfg
         if cfg.critic == "value":
             values, next_values, critic_metrics = self._value_critic(rollout)
         else:
@@ -86,22 +105,12 @@ class FPOTrainer:
                            rollout.terminated, rollout.ended, cfg.gae_lambda)
         adv = adv.flatten()
         if cfg.norm_adv:
-            adv = self.ranks.normalize(adv)  # over all ranks' chunks
+            adv = self.ranks.normalize(adv)
         fpo_metrics = fpo_update(self.policy, self.actor_opt, rollout, adv, cfg, self.device,
                                  self.cpu_generator,
                                  on_nonfinite=lambda msg: self.on_event("warning", "nan", msg),
                                  ranks=self.ranks)
-        t_update = time.perf_counter() - t1
-
-        self.iteration += 1
-        self.env_steps += rollout.env_steps
-        metrics = {**self._rollout_metrics(rollout), **critic_metrics, **fpo_metrics,
-                   "perf/env_steps_per_s": rollout.env_steps / max(t_rollout, 1e-9),
-                   "perf/update_s": t_update, "perf/rollout_s": t_rollout,
-                   "env/steps_total": float(self.env_steps)}
-        if self.device.type == "cuda":
-            metrics["perf/gpu_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
-        return metrics
+        return {**critic_metrics, **fpo_metrics}
 
     @staticmethod
     def _rollout_metrics(rollout: Rollout) -> dict[str, float]:
