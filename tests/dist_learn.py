@@ -1,17 +1,17 @@
-"""A torchrun worker for tests/test_distributed.py: each rank collects its own rollout, takes one
+"""Two-rank learning for tests/test_distributed.py: each rank collects its own rollout, takes one
 learning step (critic fit + FPO update with averaged gradients) and saves its parameters.
-
-    python -m torch.distributed.run --standalone --nproc-per-node 2 -m tests.dist_learn OUT_DIR
-"""
+`run_ranks` forks the ranks from the test process (gloo on 127.0.0.1), so they import nothing."""
 
 from __future__ import annotations
 
-import sys
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.multiprocessing as mp
 
 from fpoctl.envs import get_task
 from fpoctl.train import distributed
@@ -59,16 +59,21 @@ def union(a: Rollout, b: Rollout) -> Rollout:
         episodes=a.episodes + b.episodes, env_steps=a.env_steps + b.env_steps)
 
 
-def main() -> None:
-    """One learning step on this rank's rollout; parameters and rollout size to OUT_DIR."""
+def rank_main(rank: int, world: int, port: int, out: Path) -> None:
+    """One rank: join the group, one learning step on its own rollout, save its parameters."""
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     ranks = distributed.from_env()
     trainer = make_trainer(ranks)
-    rollout = trainer.collect()
-    trainer.learn(rollout)
-    torch.save(params(trainer), Path(sys.argv[1]) / f"rank{ranks.rank}.pt")
+    trainer.learn(trainer.collect())
+    torch.save(params(trainer), out / f"rank{rank}.pt")
     ranks.close()
 
 
-if __name__ == "__main__":
-    main()
+def run_ranks(world: int, out: Path) -> None:
+    """Fork `world` ranks of `rank_main` and wait for them."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.start_processes(lambda i: rank_main(i, world, port, out), nprocs=world, start_method="fork")

@@ -3,9 +3,6 @@ equal a single-process step on the union of their data; a run's metrics come onc
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -16,17 +13,11 @@ from fpoctl.train import checkpoint as ckpt
 from fpoctl.train.distributed import Ranks, combine_metrics
 from policies.registry import load_policy
 from tests.conftest import run_cli
-from tests.dist_learn import make_trainer, params, union
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.dist_learn import make_trainer, params, run_ranks, union
 
 
 def test_two_ranks_stay_identical_and_match_one_process_on_the_union(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           "--nproc-per-node=2", "-m", "tests.dist_learn", str(tmp_path)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_ranks(2, tmp_path)
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
     # the reference: one process, rank 0's weights, both ranks' rollouts (same seeds) as one batch
     first, second = make_trainer(Ranks(rank=0)), make_trainer(Ranks(rank=1))

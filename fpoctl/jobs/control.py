@@ -65,12 +65,13 @@ def resume(settings: Settings, run_id: int | str, *, detach: bool = True, force:
            launch: Launch | None = None, progress: Progress | None = None) -> Started:
     """Resume a stopped, failed or lost run from its last checkpoint with the run's number of
     processes per node (`launch` adds torchrun's placement for multi-node runs)."""
-    from fpoctl.train import runner
     from fpoctl.train.checkpoint import verify_checkpoint
+    from fpoctl.train.config import resumable
 
     settings.ensure_home()
     with Store(settings.db_url) as store:
-        run = runner.resumable(store, run_id)
+        run = store.get_run(run_id)
+        resumable(run)
         if is_active(run, settings.run_dir(run.id)):
             raise FpoctlError(f"run {run.id} is {display_status(run)}; it has a live job "
                               f"(`fpoctl stop {run.id}` first)")
@@ -126,8 +127,6 @@ def _kill(store: Store, run: Any, run_dir: Any) -> str:
 def _start(settings: Settings, store: Store, run_id: int, launch: Launch, *, detach: bool,
            progress: Progress | None) -> Started:
     """Give the queued run a folder and the lock, then start its job."""
-    from fpoctl.train import runner
-
     run_dir = settings.run_dir(run_id)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -137,6 +136,8 @@ def _start(settings: Settings, store: Store, run_id: int, launch: Launch, *, det
         raise FpoctlError(reason) from None
     with RunLock(run_dir).acquire(run_id) as lock:
         if not launch.distributed and not detach:
+            from fpoctl.train import runner
+
             result = runner.train_run(settings, run_id, progress=progress)
             return Started(run_id, result.status, result=result)
         argv = worker_argv(run_id, launch)

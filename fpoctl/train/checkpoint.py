@@ -18,8 +18,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from fpoctl.errors import FpoctlError
 
 
@@ -57,6 +55,8 @@ def save_checkpoint(folder: Path, policy: Any, trainer_state: dict[str, Any] | N
         tmp.mkdir(parents=True)
         policy.save_pretrained(tmp / "policy")
         if trainer_state is not None:
+            import torch  # here, so that verifying a checkpoint (`fpoctl resume`) needs no torch
+
             torch.save(trainer_state, tmp / "trainer.pt")
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
         files = sorted(p for p in tmp.rglob("*") if p.is_file())
@@ -91,6 +91,8 @@ def verify_checkpoint(folder: Path, sha256: str | None = None) -> None:
 
 def load_trainer_state(folder: Path) -> dict[str, Any]:
     """The trainer state of a verified checkpoint (tensors and plain data only)."""
+    import torch
+
     return torch.load(Path(folder) / "trainer.pt", map_location="cpu", weights_only=True)
 
 

@@ -167,6 +167,16 @@ class SFTConfig:
     """Log the loss every this many steps."""
 
 
+def resumable(run: Any) -> FinetuneConfig:
+    """The config of a stored run that can resume: a fine-tuning run with iterations left."""
+    if run.kind != "finetune":
+        raise FpoctlError(f"run {run.id} is a {run.kind} run; only finetune runs resume")
+    cfg = FinetuneConfig(**run.config)
+    if run.status == "finished" and run.step >= cfg.iterations:
+        raise FpoctlError(f"run {run.id} is finished ({run.step} iterations); nothing to resume")
+    return cfg
+
+
 def resolve(cls: type, toml_path: str | Path | None = None, overrides: list[str] | None = None,
             **explicit: Any) -> Any:
     """Defaults <- TOML file <- explicit CLI options (non-None) <- `k=v` overrides."""

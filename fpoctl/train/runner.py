@@ -34,7 +34,7 @@ from fpoctl.train.build import (
     resolve_init,
     resolve_source,
 )
-from fpoctl.train.config import FinetuneConfig, SFTConfig, as_dict
+from fpoctl.train.config import FinetuneConfig, SFTConfig, as_dict, resumable
 from fpoctl.train.distributed import LOCAL, Ranks, combine_metrics
 from fpoctl.train.evaluate import evaluate
 from fpoctl.train.lifecycle import StopSignals, heartbeat
@@ -90,23 +90,16 @@ def new_finetune_run(store: Store, cfg: FinetuneConfig, name: str | None = None)
     return create_run(store, "finetune", cfg, name, total_steps=cfg.iterations)
 
 
-def resumable(store: Store, ref: int | str) -> Run:
-    """The run behind `ref` when it can resume: a fine-tuning run with iterations left."""
-    run = store.get_run(ref)
-    if run.kind != "finetune":
-        raise FpoctlError(f"run {run.id} is a {run.kind} run; only finetune runs resume")
-    if run.status == "finished" and run.step >= FinetuneConfig(**run.config).iterations:
-        raise FpoctlError(f"run {run.id} is finished ({run.step} iterations); nothing to resume")
-    return run
-
-
 def finetune(settings: Settings, cfg: FinetuneConfig, *, name: str | None = None,
              resume_run: int | None = None, progress: Progress | None = None) -> JobResult:
     """Create (or resume) an FPO run and train it in this process."""
     settings.ensure_home()
     with Store(settings.db_url) as store:
-        run_id = resumable(store, resume_run).id if resume_run is not None \
-            else new_finetune_run(store, cfg, name)
+        if resume_run is not None:
+            resumable(store.get_run(resume_run))
+            run_id = resume_run
+        else:
+            run_id = new_finetune_run(store, cfg, name)
     return train_run(settings, run_id, progress=progress)
 
 
