@@ -21,7 +21,7 @@ SMALL = ["--set", "num_envs=4", "--set", "rollout_chunks=4", "--set", "eval_epis
 
 
 def store_of(home: Path) -> Store:
-    """The store of a test home."""
+    """The store of a test home (keep one open while polling: opening one checks the schema)."""
     return Store(f"sqlite:///{home / 'fpoctl.db'}")
 
 
@@ -50,22 +50,17 @@ def resume(run_id: int) -> None:
     assert proc.returncode == 0, proc.stderr
 
 
-def ended(home: Path, run_id: int) -> Run | None:
+def ended(store: Store, run_id: int) -> Run | None:
     """The run once its job is gone (lock released), else None."""
-    if RunLock.held(home / "runs" / str(run_id)):
+    if RunLock.held(Path(store.engine.url.database).parent / "runs" / str(run_id)):
         return None
-    with store_of(home) as store:
-        run = store.get_run(run_id)
+    run = store.get_run(run_id)
     return run if run.status not in ("queued", "running") else None
 
 
-def running_worker(home: Path, run_id: int) -> Run:
+def running_worker(store: Store, run_id: int) -> Run:
     """Wait until the run's worker records itself; the run with its pid."""
-    def get() -> Run | None:
-        with store_of(home) as store:
-            run = store.get_run(run_id)
-        return run if run.status == "running" else None
-    return wait_for(get)
+    return wait_for(lambda: (run := store.get_run(run_id)).status == "running" and run)
 
 
 def assert_history_complete(store: Store, run_id: int, iterations: int, eval_every: int) -> None:

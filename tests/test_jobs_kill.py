@@ -14,6 +14,7 @@ import signal
 import time
 from pathlib import Path
 
+from fpoctl.store import Store
 from tests.jobs_helpers import (
     assert_history_complete,
     assert_last_checkpoint_loads,
@@ -21,11 +22,10 @@ from tests.jobs_helpers import (
     resume,
     running_worker,
     start,
-    store_of,
     wait_for,
 )
 
-ITERATIONS, EVAL_EVERY = 8, 4
+ITERATIONS, EVAL_EVERY = 6, 4
 SLOW_PHASES = [
     "--iterations", str(ITERATIONS), "--set", f"eval_every={EVAL_EVERY}", "--set", "checkpoint_every=2",
     "--set", "num_envs=4", "--set", "rollout_chunks=24", "--set", "flow_steps=30", "--set", "hidden=512",
@@ -34,64 +34,71 @@ SLOW_PHASES = [
 ]
 
 
-def logged(home: Path, run_id: int, step: int) -> float:
+def resumes(store: Store, run_id: int) -> list[str]:
+    """The steps the run resumed from, in order (from its events)."""
+    return [e.message.split()[3] for e in store.events_since(run_id)
+            if e.kind == "resume" and e.message.startswith("resumed from step")]
+
+
+def resume_and_wait(store: Store, run_id: int) -> None:
+    """`fpoctl resume`, then wait until the new worker has rewound the run to its checkpoint."""
+    before = len(resumes(store, run_id))
+    resume(run_id)
+    wait_for(lambda: len(resumes(store, run_id)) > before)
+
+
+def logged(store: Store, run_id: int, step: int) -> float:
     """Wait until iteration `step` is logged; returns when that was seen."""
-    def at_step() -> bool:
-        with store_of(home) as store:
-            return store.get_run(run_id).step == step
-    wait_for(at_step, poll=0.01)
+    wait_for(lambda: store.get_run(run_id).step == step, poll=0.01)
     return time.time()
 
 
-def durations(home: Path, run_id: int, step: int) -> tuple[float, float]:
-    """Iteration `step`'s rollout and update seconds."""
-    with store_of(home) as store:
-        return store.series(run_id, "perf/rollout_s")[step - 1][1], \
-            store.series(run_id, "perf/update_s")[step - 1][1]
+def durations(store: Store, run_id: int, step: int) -> tuple[float, float]:
+    """Iteration `step`'s rollout and update seconds (flushed with its checkpoint)."""
+    return dict(store.series(run_id, "perf/rollout_s"))[step], \
+        dict(store.series(run_id, "perf/update_s"))[step]
 
 
-def kill_worker_at(home: Path, run_id: int, when: float) -> str:
+def kill_worker_at(store: Store, run_id: int, when: float) -> str:
     """SIGKILL the run's worker at time `when`; returns the failure the supervisor records."""
-    pid = running_worker(home, run_id).pid
+    pid = running_worker(store, run_id).pid
     time.sleep(max(0.0, when - time.time()))
     os.kill(pid, signal.SIGKILL)
-    run = wait_for(lambda: ended(home, run_id))
+    run = wait_for(lambda: ended(store, run_id))
     assert run.status == "failed", run.status
     return run.error or ""
 
 
-def test_sigkill_in_rollout_update_and_checkpoint_write_then_resume_finishes(home: Path) -> None:
+def test_sigkill_in_rollout_update_and_checkpoint_write_then_resume_finishes(home: Path, store: Store
+                                                                            ) -> None:
     run_id = start(*SLOW_PHASES)
     ckpts = home / "runs" / str(run_id) / "checkpoints"
 
     # 1. during the rollout of iteration 4 (iteration 3 is logged, 2 is the last checkpoint)
-    seen = logged(home, run_id, 3)
-    rollout_s, _ = durations(home, run_id, 2)
-    error = kill_worker_at(home, run_id, seen + 0.5 * rollout_s)
+    seen = logged(store, run_id, 3)
+    rollout_s, _ = durations(store, run_id, 2)
+    error = kill_worker_at(store, run_id, seen + 0.5 * rollout_s)
     assert "killed by SIGKILL" in error and "fpoctl logs" in error
 
-    # 2. during the update of iteration 6 (resumed from 2; iteration 5 logged, 4 checkpointed)
-    resume(run_id)
-    seen = logged(home, run_id, 5)
-    rollout_s, update_s = durations(home, run_id, 4)
-    kill_worker_at(home, run_id, seen + rollout_s + 0.5 * update_s)
+    # 2. during the update of iteration 4 (resumed from 2, iteration 3 logged again)
+    resume_and_wait(store, run_id)
+    seen = logged(store, run_id, 3)
+    rollout_s, update_s = durations(store, run_id, 2)
+    kill_worker_at(store, run_id, seen + rollout_s + 0.5 * update_s)
 
-    # 3. while checkpoint 6 is being written (resumed from 4)
-    resume(run_id)
-    pid = running_worker(home, run_id).pid
-    partial = wait_for(lambda: list(ckpts.glob(".tmp-step_000006-*")), poll=0.001)
+    # 3. while checkpoint 4 is being written (resumed from 2)
+    resume_and_wait(store, run_id)
+    pid = running_worker(store, run_id).pid
+    partial = wait_for(lambda: list(ckpts.glob(".tmp-step_000004-*")), poll=0.001)
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: ended(home, run_id))
+    wait_for(lambda: ended(store, run_id))
     assert partial[0].exists()  # killed mid-write: the half-written folder is still there
 
     resume(run_id)
-    run = wait_for(lambda: ended(home, run_id))
+    run = wait_for(lambda: ended(store, run_id))
     assert run.status == "finished", run.error
-    with store_of(home) as store:
-        assert_history_complete(store, run_id, ITERATIONS, EVAL_EVERY)
-        assert_last_checkpoint_loads(store, run_id, ITERATIONS)
-        resumed = [e.message for e in store.events_since(run_id) if e.kind == "resume"
-                   and e.message.startswith("resumed from step")]
-    assert [m.split()[3] for m in resumed] == ["2", "4", "4"], resumed
+    assert resumes(store, run_id) == ["2", "2", "2"]
+    assert_history_complete(store, run_id, ITERATIONS, EVAL_EVERY)
+    assert_last_checkpoint_loads(store, run_id, ITERATIONS)
     assert not list(ckpts.glob(".tmp-*"))  # the resumed worker swept the partial checkpoint
-    assert "\niter 8/8" in (home / "runs" / str(run_id) / "train.log").read_text()
+    assert f"\niter {ITERATIONS}/{ITERATIONS}" in (home / "runs" / str(run_id) / "train.log").read_text()

@@ -13,9 +13,6 @@ import subprocess
 import sys
 from types import FrameType
 
-from fpoctl.jobs.launch import TORCHRUN, settle
-from fpoctl.settings import Settings
-
 
 def main(argv: list[str] | None = None) -> int:
     """Run CMD, wait for it, settle the run."""
@@ -40,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     child = subprocess.Popen(command, pass_fds=(args.lock_fd,))
     if forwarded:  # a stop that arrived while the child was being started
         child.send_signal(signal.SIGTERM)
+    from fpoctl.jobs.launch import TORCHRUN, settle  # the store's imports, while the child starts
+    from fpoctl.settings import Settings
+
     returncode = child.wait()
     status = settle(Settings.resolve(), args.run_id, returncode, distributed=TORCHRUN in command,
                     stop_requested=bool(forwarded))

@@ -67,9 +67,10 @@ def save_checkpoint(folder: Path, policy: Any, trainer_state: dict[str, Any] | N
             shutil.rmtree(folder)
         os.replace(tmp, folder)
         _fsync_tree(folder.parent)
-    except OSError as exc:
+    except Exception as exc:  # OSError, or a serialiser's own I/O error (safetensors on a full disk)
         shutil.rmtree(tmp, ignore_errors=True)
-        raise CheckpointError(f"cannot write checkpoint {folder}: {exc.strerror or exc}") from None
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+        raise CheckpointError(f"cannot write checkpoint {folder}: {reason}") from None
     return _sha256(folder / "manifest.json")
 
 

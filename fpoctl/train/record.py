@@ -83,9 +83,14 @@ class RunRecord:
             self.writer.log(step, metrics)
             self.store.heartbeat(self.run_id, step=step)
 
-    def drop_metrics_after(self, step: int) -> int:
-        """Reconcile the curves with a checkpoint: rows after `step` are deleted."""
-        return delete_after(self.store.engine, self.run_id, step) if self.enabled else 0
+    def rewind(self, step: int) -> int:
+        """Back to a checkpoint's iteration: metric rows after `step` are deleted (so the curves
+        have no duplicates or gaps) and the run's iteration is `step` again."""
+        if not self.enabled:
+            return 0
+        dropped = delete_after(self.store.engine, self.run_id, step)
+        self.store.heartbeat(self.run_id, step=max(step, 0))
+        return dropped
 
     def sweep_partial_checkpoints(self) -> int:
         """Remove half-written checkpoint folders of an earlier, killed attempt."""

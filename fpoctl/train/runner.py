@@ -151,11 +151,11 @@ def _train(store: Store, settings: Settings, run: Run, cfg: FinetuneConfig, rank
                              on_event=lambda lvl, kind, msg: record.event(msg, level=lvl, kind=kind))
         if last is not None:
             saved = _restore(trainer, Path(last.path), ranks)
-            dropped = record.drop_metrics_after(saved)
+            dropped = record.rewind(saved)
             record.event(f"resumed from step {saved} ({dropped} metric rows after it dropped)",
                          kind="resume")
         elif run.started is not None:  # an earlier attempt left no checkpoint
-            record.drop_metrics_after(-1)
+            record.rewind(-1)
             record.event("resumed with no checkpoint: starting over", kind="resume")
         if ranks.world > 1:
             pids = ", ".join(f"{host}:{pid}" for host, pid in ranks.gather(_where()))
