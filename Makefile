@@ -50,6 +50,7 @@ lint: $(VENV)/.stamp-base
 bench: $(VENV)/.stamp-sim      ## benchmarks in bench/ (numbers, not pass/fail)
 	$(PY) bench/store_bench.py
 	$(PY) bench/pi0_bench.py
+	$(PY) bench/hub_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .demo .bench

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from fpoctl import __version__
-from fpoctl.commands import dash, db, demo, doctor, jobs, runs, train
+from fpoctl.commands import dash, db, demo, doctor, hub, jobs, runs, train
 from fpoctl.commands.common import err_console
 from fpoctl.errors import FpoctlError
 from fpoctl.settings import Settings
@@ -37,6 +38,9 @@ app.command("resume")(jobs.resume)
 app.command("logs")(jobs.logs)
 app.command("eval")(train.evaluate)
 app.command("demo")(demo.demo)
+app.command("pull")(hub.pull)
+app.command("push")(hub.push)
+app.add_typer(hub.models_app, name="models")
 
 
 def _version(value: bool) -> None:
@@ -70,7 +74,7 @@ def main() -> None:
     try:
         app()
     except FpoctlError as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")

@@ -7,6 +7,7 @@ Wiring one later is one line here: point its `RunAction` at the CLI's service fu
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 from collections.abc import Callable
@@ -30,20 +31,26 @@ class RunAction:
 
     @property
     def available(self) -> bool:
-        """Whether the service module is installed (checked without importing it)."""
-        try:
-            return importlib.util.find_spec(self.module) is not None
-        except ModuleNotFoundError:
-            return False
+        """Whether the service function exists (imported once, then remembered)."""
+        return _service(self.module, self.function) is not None
 
     def target(self) -> Callable[[Settings, int], str]:
         """The service function, or ActionUnavailable naming the missing command."""
-        func = None
-        if self.available:
-            func = getattr(importlib.import_module(self.module), self.function, None)
-        if not callable(func):
+        func = _service(self.module, self.function)
+        if func is None:
             raise ActionUnavailable(f"{self.name} is not available yet: needs `{self.command}`")
         return func
+
+
+@functools.cache
+def _service(module: str, function: str) -> Callable[[Settings, int], str] | None:
+    try:
+        if importlib.util.find_spec(module) is None:
+            return None
+        func = getattr(importlib.import_module(module), function, None)
+    except ModuleNotFoundError:
+        return None
+    return func if callable(func) else None
 
 
 ACTIONS = {

@@ -12,6 +12,7 @@ import torch
 from fpoctl.envs import TaskSpec
 from fpoctl.errors import FpoctlError, NotFoundError
 from fpoctl.store import Store
+from policies.checkpoint import read_policy_type
 from policies.registry import PolicyError, make_policy
 
 
@@ -77,6 +78,23 @@ def build_policy(name: str, task: TaskSpec, obs_mode: str | None, *, horizon: in
     except PolicyError as exc:
         raise FpoctlError(str(exc)) from None
     return policy.to(device)
+
+
+def tokenizer_for(home: Path, folder: Path | None, explicit: str | None) -> str | None:
+    """The pi0 prompt tokenizer: `explicit`, else one shipped in the folder, else the configured
+    source from the local cache (see `fpoctl pull --tokenizer`); None for other policies."""
+    if explicit or folder is None:
+        return explicit
+    try:
+        kind, _ = read_policy_type(folder)
+    except PolicyError as exc:
+        raise FpoctlError(str(exc)) from None
+    if kind != "pi0":
+        return None
+    from fpoctl.hub.tokenizer import tokenizer_path
+
+    path = tokenizer_path(home, kind, folder)
+    return str(path) if path else None
 
 
 def git_revision() -> str | None:

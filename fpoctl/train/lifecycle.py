@@ -1,5 +1,5 @@
 """A training process's life signs and stop requests: the heartbeat thread, and SIGTERM / Ctrl-C
-turned into "finish the current iteration, checkpoint, stop" (a second Ctrl-C aborts at once)."""
+turned into "finish the current iteration, checkpoint, stop" (a second one stops at once)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def heartbeat(store: Store, run_id: int, every: float | None = None) -> Iterator
 
 class StopSignals:
     """While active, SIGTERM and SIGINT set `requested` (the trainer stops after the iteration it
-    is in, with a checkpoint); a second SIGINT raises KeyboardInterrupt (stop now, no checkpoint).
+    is in, with a checkpoint); a second one raises KeyboardInterrupt (stop now, no checkpoint).
     Install it early (before heavy imports) so a stop never kills a worker that is starting up."""
 
     def __init__(self, announce: bool = False) -> None:
@@ -47,8 +47,9 @@ class StopSignals:
         self._previous: dict[int, object] = {}
 
     def __enter__(self) -> StopSignals:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            self._previous[signum] = signal.signal(signum, self._handle)
+        if threading.current_thread() is threading.main_thread():  # signals reach only that one
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -57,9 +58,9 @@ class StopSignals:
         self._previous.clear()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested and signum == signal.SIGINT:
+        if self.requested:
             raise KeyboardInterrupt
-        self.requested = self.requested or signal.Signals(signum).name
+        self.requested = signal.Signals(signum).name
         if self.announce:  # os.write: safe inside a signal handler, unlike print
             os.write(2, b"\nstopping after the current iteration (with a checkpoint); "
-                        b"Ctrl-C again to stop at once\n")
+                        b"Ctrl-C again to stop at once, without one\n")

@@ -33,6 +33,7 @@ from fpoctl.train.build import (
     resolve_device,
     resolve_init,
     resolve_source,
+    tokenizer_for,
 )
 from fpoctl.train.config import FinetuneConfig, SFTConfig, as_dict, resumable
 from fpoctl.train.distributed import LOCAL, Ranks, combine_metrics
@@ -146,7 +147,8 @@ def _train(store: Store, settings: Settings, run: Run, cfg: FinetuneConfig, rank
             ckpt.verify_checkpoint(Path(last.path), last.sha256)
             init = Path(last.path) / "policy"
         policy = build_policy(cfg.policy, task, cfg.obs_mode, horizon=cfg.horizon, hidden=cfg.hidden,
-                              device=device, init_folder=init, tokenizer=cfg.tokenizer)
+                              device=device, init_folder=init,
+                              tokenizer=tokenizer_for(settings.home, init, cfg.tokenizer))
         trainer = FPOTrainer(cfg, policy, task, device, ranks=ranks,
                              on_event=lambda lvl, kind, msg: record.event(msg, level=lvl, kind=kind))
         if last is not None:
@@ -259,7 +261,7 @@ def sft(settings: Settings, cfg: SFTConfig, *, name: str | None = None,
             init = None if cfg.policy in POLICY_NAMES else resolve_init(store, cfg.policy)
             policy = build_policy(cfg.policy, task, cfg.obs_mode, horizon=cfg.horizon,
                                   hidden=cfg.hidden, device=device, init_folder=init,
-                                  tokenizer=cfg.tokenizer)
+                                  tokenizer=tokenizer_for(settings.home, init, cfg.tokenizer))
 
             def log(step: int, values: dict[str, float]) -> None:
                 writer.log(step, values)
@@ -304,8 +306,8 @@ def evaluate_policy(settings: Settings, source: str, *, task_name: str, episodes
         folder, run_id = resolve_source(store, source)
         dev = resolve_device(device)
         seed_everything(seed)
-        policy = build_policy("", task, obs_mode, horizon=1, hidden=1, device=dev,
-                              init_folder=folder, tokenizer=tokenizer)
+        policy = build_policy("", task, obs_mode, horizon=1, hidden=1, device=dev, init_folder=folder,
+                              tokenizer=tokenizer_for(settings.home, folder, tokenizer))
         venv = make_vector_env(task, min(num_envs, episodes), obs_mode=obs_mode, seed=seed,
                                workers=workers)
         try:

@@ -180,8 +180,9 @@ class FPOTrainer:
             values = torch.stack([critic(feats, self._sample_actions(rollout.obs)).min(0).values
                                   for _ in range(cfg.q_value_samples)]).mean(0)
             next_values = critic(next_feats, next_actions).min(0).values
+        disagreement = q.std(0).mean() if q.shape[0] > 1 else torch.zeros(())
         metrics = {"critic/loss": loss, "critic/q_mean": float(q.mean()),
-                   "critic/q_std": float(q.std(0).mean()), "critic/q_min": float(q.min(0).values.mean())}
+                   "critic/q_std": float(disagreement), "critic/q_min": float(q.min(0).values.mean())}
         return values.view(shape).cpu(), next_values.view(shape).cpu(), metrics
 
     # -- evaluation ---------------------------------------------------------------------
