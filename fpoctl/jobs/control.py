@@ -41,11 +41,11 @@ def start_finetune(settings: Settings, cfg: FinetuneConfig, *, name: str | None 
                    gpus: list[int] | None = None, launch: Launch = Launch(), detach: bool = True,
                    force: bool = False, progress: Progress | None = None) -> Started:
     """Check the input, create the run (queued) and start its job."""
+    launch.check()
     import torch
 
     from fpoctl.train import runner
 
-    launch.check()
     settings.ensure_home()
     cfg.nproc = launch.nproc
     cfg.gpus = job_gpus(cfg.device, gpus, launch.nproc, torch.cuda.device_count())
