@@ -3,9 +3,12 @@ equal a single-process step on the union of their data; a run's metrics come onc
 
 from __future__ import annotations
 
+import os
+import signal
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import torch
 
 from fpoctl.store import Store
@@ -14,6 +17,7 @@ from fpoctl.train.distributed import Ranks, combine_metrics
 from policies.registry import load_policy
 from tests.conftest import run_cli
 from tests.dist_learn import make_trainer, params, run_ranks, union
+from tests.jobs_helpers import SMALL, ended, start, wait_for
 
 
 def test_two_ranks_stay_identical_and_match_one_process_on_the_union(tmp_path: Path) -> None:
@@ -61,3 +65,14 @@ def test_finetune_with_two_processes_logs_each_metric_once_from_rank_zero(home: 
         ckpt.verify_checkpoint(Path(last.path), last.sha256)
         assert len(ckpt.load_trainer_state(Path(last.path))["ranks"]) == 2  # each rank's RNG
         load_policy(Path(last.path) / "policy")
+
+
+@pytest.mark.slow
+def test_a_dead_rank_fails_the_run_with_the_reason(store: Store) -> None:
+    run_id = start("--nproc", "2", "--iterations", "500", *SMALL)
+    ranks = wait_for(lambda: [e.message for e in store.events_since(run_id) if e.kind == "ranks"])
+    pids = [int(where.split(":")[1]) for where in ranks[0].split("pids ")[1].rstrip(")").split(", ")]
+    os.kill(pids[1], signal.SIGKILL)
+    run = wait_for(lambda: ended(store, run_id))
+    assert run.status == "failed"
+    assert "a peer rank died" in run.error or "a rank died" in run.error, run.error

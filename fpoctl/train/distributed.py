@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -127,8 +128,8 @@ class Ranks:
         try:
             fn(*args, **kwargs)
         except RuntimeError as exc:  # DistBackendError and gloo's "Connection closed by peer"
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise RankLost(f"rank {self.rank}: a peer rank died or stopped answering ({first}); "
+            detail = re.sub(r"^\[[^\]]*\]\s*", "", str(exc).strip()).split(". ")[0] or type(exc).__name__
+            raise RankLost(f"rank {self.rank}: a peer rank died or stopped answering ({detail}); "
                            "see the run's train.log") from None
 
 
