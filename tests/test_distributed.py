@@ -76,3 +76,15 @@ def test_a_dead_rank_fails_the_run_with_the_reason(store: Store) -> None:
     run = wait_for(lambda: ended(store, run_id))
     assert run.status == "failed"
     assert "a peer rank died" in run.error or "a rank died" in run.error, run.error
+
+
+@pytest.mark.slow
+def test_a_second_node_joins_the_run_of_node_zero(store: Store) -> None:
+    place = ["--nnodes", "2", "--master-addr", "127.0.0.1", "--master-port", "29617"]
+    run_id = start(*place, "--node-rank", "0", "--iterations", "3", *SMALL)
+    joined = run_cli("finetune", *place, "--node-rank", "1", env={"OMP_NUM_THREADS": "1"})
+    assert joined.returncode == 0, joined.stdout[-2000:] + joined.stderr[-2000:]
+    assert "joining the run of node 0" in joined.stdout
+    run = wait_for(lambda: ended(store, run_id))
+    assert run.status == "finished" and len(store.list_runs()) == 1  # node 1 made no run
+    assert any("2 ranks" in e.message for e in store.events_since(run_id))

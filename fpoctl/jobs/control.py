@@ -8,14 +8,14 @@ import socket
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fpoctl.errors import FpoctlError
 from fpoctl.jobs.devices import check_gpus_free, job_gpus
 from fpoctl.jobs.launch import Launch, run_attached, settle, spawn_detached, worker_argv
 from fpoctl.jobs.process import RunLock, is_active, kill_job, signal_worker, wait_until
 from fpoctl.settings import Settings
-from fpoctl.store import Store, display_status
+from fpoctl.store import Run, Store, display_status
 
 if TYPE_CHECKING:  # the trainer imports torch: only a command that trains loads it
     from fpoctl.train.config import FinetuneConfig
@@ -110,7 +110,7 @@ def stop_run(settings: Settings, run_id: int | str, *, now: bool = False, wait: 
             f"(fpoctl logs {run.id} -f)")
 
 
-def _kill(store: Store, run: Any, run_dir: Any) -> str:
+def _kill(store: Store, run: Run, run_dir: Path) -> str:
     kill_job(run, run_dir)
     if not wait_until(lambda: not is_active(store.get_run(run.id), run_dir), 30):
         raise FpoctlError(f"run {run.id}'s job did not die within 30 s of SIGKILL")
@@ -136,9 +136,14 @@ def _start(settings: Settings, store: Store, run_id: int, launch: Launch, *, det
         raise FpoctlError(reason) from None
     with RunLock(run_dir).acquire(run_id) as lock:
         if not launch.distributed and not detach:
-            from fpoctl.train import runner
+            try:
+                from fpoctl.train import runner
 
-            result = runner.train_run(settings, run_id, progress=progress)
+                result = runner.train_run(settings, run_id, progress=progress)
+            except KeyboardInterrupt:  # before the trainer took over Ctrl-C
+                if store.get_run(run_id).status == "queued":
+                    store.set_status(run_id, "stopped")
+                raise
             return Started(run_id, result.status, result=result)
         argv = worker_argv(run_id, launch)
         if detach:
