@@ -135,7 +135,7 @@ def _train(store: Store, settings: Settings, run: Run, cfg: FinetuneConfig, rank
                        enabled=ranks.is_main)
     record.status("running")
     result = JobResult(run_id=run.id, status="running")
-    trainer, saved = None, 0
+    trainer, saved, metrics = None, 0, {}
     try:
         seed_everything(cfg.seed, cfg.cpu_threads)
         task, device = get_task(cfg.task), train_device(cfg, ranks)
@@ -167,7 +167,6 @@ def _train(store: Store, settings: Settings, run: Run, cfg: FinetuneConfig, rank
             record.log(0, result.before)
             record.event(f"prior: success {result.before['eval/success_rate']:.0%}", kind="eval")
         with record.alive():
-            metrics: dict[str, float] = {}
             while trainer.iteration < cfg.iterations:
                 if ranks.any_true(stop.requested is not None):
                     raise StopRequested
@@ -188,7 +187,7 @@ def _train(store: Store, settings: Settings, run: Run, cfg: FinetuneConfig, rank
     except StopRequested:
         result.status = "stopped"
         if trainer is not None and trainer.iteration > saved:
-            result.checkpoint = _checkpoint(record, trainer, ranks, {}, cfg)
+            result.checkpoint = _checkpoint(record, trainer, ranks, metrics, cfg)
         record.event(f"stopped at iteration {trainer.iteration if trainer else 0} "
                      f"({stop.requested})", kind="stop")
     except KeyboardInterrupt:  # the second Ctrl-C: no time for a checkpoint
