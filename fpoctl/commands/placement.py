@@ -3,8 +3,8 @@ devices, torchrun placement) and how a started job is reported."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -13,6 +13,8 @@ from fpoctl.commands.common import console, print_json
 
 if TYPE_CHECKING:
     from fpoctl.jobs import Started
+
+Progress = Callable[[int, int, dict[str, float]], None]
 
 ForegroundOpt = Annotated[bool, typer.Option(
     "--foreground", help="Train attached to this terminal (Ctrl-C stops with a checkpoint) instead "
@@ -25,11 +27,23 @@ MasterPortOpt = Annotated[int | None, typer.Option(help="torchrun --master-port.
 
 
 @contextmanager
-def attached_progress(foreground: bool) -> Iterator[object]:
-    """A progress bar when the job trains in this process, else nothing."""
+def attached_progress(foreground: bool) -> Iterator[Progress | None]:
+    """A progress bar when the job trains in this process (it appears with the first iteration;
+    a torchrun job attached to this terminal prints its own lines), else nothing."""
     from fpoctl.commands.train import progress_bar
 
-    with progress_bar("FPO", "iter") if foreground else nullcontext(None) as update:
+    if not foreground:
+        yield None
+        return
+    with ExitStack() as stack:
+        bar: Progress | None = None
+
+        def update(step: int, total: int, metrics: dict[str, float]) -> None:
+            nonlocal bar
+            if bar is None:
+                bar = stack.enter_context(progress_bar("FPO", "iter"))
+            bar(step, total, metrics)
+
         yield update
 
 
