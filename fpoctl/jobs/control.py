@@ -16,6 +16,8 @@ from fpoctl.jobs.launch import Launch, run_attached, settle, spawn_detached, wor
 from fpoctl.jobs.process import RunLock, is_active, kill_job, signal_worker, wait_until
 from fpoctl.settings import Settings
 from fpoctl.store import Run, Store, display_status
+from fpoctl.train.checkpoint import verify_checkpoint
+from fpoctl.train.config import resumable
 
 if TYPE_CHECKING:  # the trainer imports torch: only a command that trains loads it
     from fpoctl.train.config import FinetuneConfig
@@ -65,9 +67,6 @@ def resume(settings: Settings, run_id: int | str, *, detach: bool = True, force:
            launch: Launch | None = None, progress: Progress | None = None) -> Started:
     """Resume a stopped, failed or lost run from its last checkpoint with the run's number of
     processes per node (`launch` adds torchrun's placement for multi-node runs)."""
-    from fpoctl.train.checkpoint import verify_checkpoint
-    from fpoctl.train.config import resumable
-
     settings.ensure_home()
     with Store(settings.db_url) as store:
         run = store.get_run(run_id)
@@ -81,9 +80,7 @@ def resume(settings: Settings, run_id: int | str, *, detach: bool = True, force:
         if ckpts and (detach or place.distributed):  # fail here, not later in a log
             verify_checkpoint(Path(ckpts[-1].path), ckpts[-1].sha256)
         check_gpus_free(store, run.config.get("gpus"), force=force, exclude_run=run.id)
-        store.update_run(run.id, status="queued", error=None, finished=None, pid=None)
-        store.add_event(run.id, "resume requested", kind="resume")
-        return _start(settings, store, run.id, place, detach=detach, progress=progress)
+        return _start(settings, store, run.id, place, detach=detach, progress=progress, requeue=True)
 
 
 def stop_run(settings: Settings, run_id: int | str, *, now: bool = False, wait: float = 0.0) -> str:
@@ -125,8 +122,8 @@ def _kill(store: Store, run: Run, run_dir: Path) -> str:
 
 
 def _start(settings: Settings, store: Store, run_id: int, launch: Launch, *, detach: bool,
-           progress: Progress | None) -> Started:
-    """Give the queued run a folder and the lock, then start its job."""
+           progress: Progress | None, requeue: bool = False) -> Started:
+    """Give the run a folder and the lock, queue it again (`requeue`: a resume), start its job."""
     run_dir = settings.run_dir(run_id)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -135,6 +132,9 @@ def _start(settings: Settings, store: Store, run_id: int, launch: Launch, *, det
         store.set_status(run_id, "failed", error=reason)
         raise FpoctlError(reason) from None
     with RunLock(run_dir).acquire(run_id) as lock:
+        if requeue:
+            store.update_run(run_id, status="queued", error=None, finished=None, pid=None)
+            store.add_event(run_id, "resume requested", kind="resume")
         if not launch.distributed and not detach:
             try:
                 from fpoctl.train import runner
