@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from fpoctl import __version__
-from fpoctl.commands import dash, db, demo, doctor, hub, jobs, runs, train
+from fpoctl.commands import dash, db, demo, doctor, hub, jobs, runs, tasks, train
 from fpoctl.commands.common import err_console
 from fpoctl.errors import FpoctlError
 from fpoctl.settings import Settings
@@ -30,6 +30,7 @@ app = typer.Typer(
 app.add_typer(runs.app, name="runs")
 app.add_typer(db.app, name="db")
 app.command("doctor")(doctor.doctor)
+app.command("tasks")(tasks.tasks)
 app.command("dash")(dash.dash)
 app.command("sft")(train.sft)
 app.command("finetune")(train.finetune)

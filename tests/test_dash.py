@@ -14,6 +14,7 @@ from textual.pilot import Pilot
 
 from fpoctl.dash import names as n
 from fpoctl.dash.app import DashApp
+from fpoctl.dash.screens.ask import AskScreen
 from fpoctl.dash.screens.compare import CompareScreen
 from fpoctl.dash.screens.run import RunScreen
 from fpoctl.dash.screens.runs import RunsScreen
@@ -200,23 +201,36 @@ def test_compare_two_marked_runs(store, settings, seeded) -> None:
     drive(app, scenario)
 
 
-def test_stop_and_resume_keys_call_the_jobs_service_and_push_says_why_it_is_missing(
-        store, settings, seeded) -> None:
+def test_stop_and_resume_keys_call_the_jobs_service(store, settings, seeded) -> None:
     app = make_app(store, settings)
 
     async def scenario(pilot: Pilot) -> None:
         bindings = app.screen.active_bindings
         assert bindings["s"].enabled and bindings["r"].enabled  # fpoctl.jobs provides them
-        assert bindings["p"].enabled is False  # greyed out in the footer
         await pilot.press("s")  # on the first row: a queued run that no job holds
         await wait_for(pilot, lambda: bool(app._notifications))
         message = next(iter(app._notifications)).message
         assert message.startswith("stop failed: run ") and "is not running" in message
-        app.clear_notifications()
+
+    drive(app, scenario)
+
+
+def test_push_asks_for_the_repo_and_reports_the_hubs_answer(store, settings, seeded) -> None:
+    app = make_app(store, settings)
+
+    async def scenario(pilot: Pilot) -> None:
+        assert app.screen.active_bindings["p"].enabled is True
         await pilot.press("p")
+        await wait_for(pilot, lambda: isinstance(app.screen, AskScreen))
+        await pilot.press("escape")  # cancel: nothing is pushed
+        await wait_for(pilot, lambda: not isinstance(app.screen, AskScreen))
+        assert not app._notifications
+        await pilot.press("p")
+        await wait_for(pilot, lambda: isinstance(app.screen, AskScreen))
+        await pilot.press(*"not a repo", "enter")  # the real push service rejects the id
         await wait_for(pilot, lambda: bool(app._notifications))
         message = next(iter(app._notifications)).message
-        assert "not available yet" in message and "fpoctl push" in message
+        assert message.startswith("push failed:") and "not a repo" in message
 
     drive(app, scenario)
 

@@ -28,13 +28,15 @@ class RunAction:
     command: str
     module: str
     function: str
+    asks: str | None = None
+    """A question whose answer is passed to the function after the run id (e.g. the repo)."""
 
     @property
     def available(self) -> bool:
         """Whether the service function exists (imported once, then remembered)."""
         return _service(self.module, self.function) is not None
 
-    def target(self) -> Callable[[Settings, int], str]:
+    def target(self) -> Callable[..., str]:
         """The service function, or ActionUnavailable naming the missing command."""
         func = _service(self.module, self.function)
         if func is None:
@@ -43,7 +45,7 @@ class RunAction:
 
 
 @functools.cache
-def _service(module: str, function: str) -> Callable[[Settings, int], str] | None:
+def _service(module: str, function: str) -> Callable[..., str] | None:
     try:
         if importlib.util.find_spec(module) is None:
             return None
@@ -56,10 +58,11 @@ def _service(module: str, function: str) -> Callable[[Settings, int], str] | Non
 ACTIONS = {
     "stop": RunAction("stop", "fpoctl stop RUN", "fpoctl.jobs", "stop_run"),
     "resume": RunAction("resume", "fpoctl resume RUN", "fpoctl.jobs", "resume_run"),
-    "push": RunAction("push", "fpoctl push RUN --repo ...", "fpoctl.hub", "push_run"),
+    "push": RunAction("push", "fpoctl push RUN --repo ...", "fpoctl.hub.push", "push_run",
+                      asks="Push the run's best checkpoint to the Hub repo (ORG/NAME):"),
 }
 
 
-def perform(name: str, settings: Settings, run_id: int) -> str:
+def perform(name: str, settings: Settings, run_id: int, *answers: str) -> str:
     """Run action `name` on a run (blocking: call it from a worker thread)."""
-    return ACTIONS[name].target()(settings, run_id)
+    return ACTIONS[name].target()(settings, run_id, *answers)

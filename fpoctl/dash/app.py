@@ -13,6 +13,7 @@ from textual.binding import Binding, BindingType
 
 from fpoctl.dash import actions
 from fpoctl.dash.reader import StoreReader
+from fpoctl.dash.screens.ask import AskScreen
 from fpoctl.dash.screens.compare import CompareScreen
 from fpoctl.dash.screens.keys import UNAVAILABLE_BINDINGS
 from fpoctl.dash.screens.run import RunScreen
@@ -68,13 +69,23 @@ class DashApp(App[None]):
         self.notify(f"{name} is not available yet: needs `{action.command}`", severity="warning")
 
     def act_on_run(self, name: str, run_id: int) -> None:
-        """Stop / resume / push a run in a worker thread (errors become notifications)."""
-        self._perform(name, run_id)
+        """Stop / resume / push a run in a worker thread (errors become notifications); an action
+        that needs an answer (push: the repo) asks for it first."""
+        question = actions.ACTIONS[name].asks
+        if question is None:
+            self._perform(name, run_id)
+            return
+
+        def answered(value: str | None) -> None:
+            if value:
+                self._perform(name, run_id, value)
+
+        self.push_screen(AskScreen(question, "ORG/NAME"), answered)
 
     @work(thread=True, group="actions")
-    def _perform(self, name: str, run_id: int) -> None:
+    def _perform(self, name: str, run_id: int, *answers: str) -> None:
         try:
-            result = actions.perform(name, self.settings, run_id)
+            result = actions.perform(name, self.settings, run_id, *answers)
         except actions.ActionUnavailable as exc:
             self.call_from_thread(self.notify, str(exc), severity="warning")
         except Exception as exc:  # the service's own error, shown instead of crashing the UI

@@ -51,6 +51,8 @@ class TaskSpec:
     expert: Callable[[], Expert] | None = None
     dense_reward: bool = False
     tags: tuple[str, ...] = field(default_factory=tuple)
+    action_dim: int | None = None  # known without building the env (None: ask the env)
+    observation: str = ""  # one-line summary of the observation, for `fpoctl tasks`
 
     @property
     def default_obs_mode(self) -> str:
@@ -111,4 +113,4 @@ def all_tasks() -> list[TaskSpec]:
 
 def _load_builtin_tasks() -> None:
     # Importing the backend modules registers their tasks (they import simulators lazily).
-    from fpoctl.envs import fast  # noqa: F401
+    from fpoctl.envs import aloha, fast, gym_tasks, libero  # noqa: F401

@@ -108,11 +108,11 @@ register(TaskSpec(
     name="fast-bandit", backend="fast", max_steps=1,
     description="one-step bandit with two equally good action modes (NumPy)",
     make=lambda obs_mode="state", seed=None: BimodalBandit(obs_mode, seed),
-    expert=BanditExpert, dense_reward=True, tags=("test",),
+    expert=BanditExpert, dense_reward=True, tags=("test",), action_dim=2, observation="2-d constant",
 ))
 register(TaskSpec(
     name="fast-goal", backend="fast", max_steps=GoalReach.MAX_STEPS,
     description="sparse-reward 2-D goal reaching, four goals, 40 steps (NumPy)",
     make=lambda obs_mode="state", seed=None: GoalReach(obs_mode, seed),
-    expert=GoalExpert, tags=("test",),
+    expert=GoalExpert, tags=("test",), action_dim=2, observation="4-d position and goal offset",
 ))

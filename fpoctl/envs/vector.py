@@ -13,12 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
 
 from fpoctl.envs.base import TaskSpec
+
+if TYPE_CHECKING:
+    from fpoctl.envs.workers import WorkerVectorEnv
 
 
 def stack_obs(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -111,11 +114,15 @@ class SyncVectorEnv:
 
 
 def make_vector_env(task: TaskSpec, num_envs: int, *, obs_mode: str | None = None,
-                    seed: int = 0, workers: bool = False, **env_kwargs: Any) -> SyncVectorEnv:
-    """A vector env of `task`. `workers=True` runs each env in its own process."""
+                    seed: int = 0, workers: bool = False, **env_kwargs: Any
+                    ) -> SyncVectorEnv | WorkerVectorEnv:
+    """A vector env of `task`. `workers=True` runs each env in its own process (see workers.py)."""
     def make(i: int) -> gym.Env:
         return task.make_env(obs_mode, seed=seed + i, **env_kwargs)
 
     if workers:
-        raise NotImplementedError("worker-process vector envs arrive with the tasks issue")
+        from fpoctl.envs.workers import TaskEnvFactory, WorkerVectorEnv
+
+        factory = TaskEnvFactory(task.name, obs_mode, dict(env_kwargs))
+        return WorkerVectorEnv(factory, num_envs, task.max_steps, seed=seed)
     return SyncVectorEnv(make, num_envs, task.max_steps)

@@ -23,6 +23,7 @@ from fpoctl.hub.errors import (
     NotLoggedInError,
 )
 from fpoctl.hub.pull import inspect
+from fpoctl.settings import Settings
 from fpoctl.store import Checkpoint, Run, Store
 
 CURVES_FILE = "training_curves.png"
@@ -174,3 +175,12 @@ def push(store: Store, home: Path, run_ref: str, repo: str, staging: Path, *, wh
     store.add_event(plan.run.id, f"pushed iteration {plan.checkpoint.step} to {repo}@{branch} "
                     f"(commit {info.oid[:10]})", kind="push")
     return PushResult(plan, repo, branch, info.commit_url, info.oid)
+
+
+def push_run(settings: Settings, run_id: int, repo: str) -> str:
+    """Push a run's best checkpoint to `repo` (the dashboard's `p` key); a one-line result."""
+    import tempfile
+
+    with Store(settings.db_url) as store, tempfile.TemporaryDirectory(prefix="fpoctl-push-") as staging:
+        result = push(store, settings.home, str(run_id), repo, Path(staging))
+    return f"pushed run {run_id} (iteration {result.plan.checkpoint.step}) to {repo}: {result.commit_url}"

@@ -30,6 +30,8 @@ class FinetuneConfig:
     """Start from a run (id/name: its best checkpoint), a pulled model, or a folder."""
     obs_mode: str | None = None
     """Observation mode ("state" / "pixels"); None = the task's default."""
+    env_kwargs: dict | None = None
+    """Extra keyword arguments for the task's env, e.g. {"image_size": 128, "max_steps": 100}."""
     tokenizer: str | None = None
     """pi0 prompt tokenizer (a SentencePiece .model file) when the checkpoint carries none."""
     seed: int = 0
@@ -131,6 +133,8 @@ class SFTConfig:
     """Policy to build ("mlp", "pi0-tiny", ...) or a folder / run / model to start from."""
     obs_mode: str | None = None
     """Observation mode; None = the task's default."""
+    env_kwargs: dict | None = None
+    """Extra keyword arguments for the task's env, e.g. {"image_size": 128}."""
     tokenizer: str | None = None
     """pi0 prompt tokenizer (a SentencePiece .model file) when the checkpoint carries none."""
     demos: str | None = None
@@ -224,6 +228,8 @@ def _check_types(cfg: Any) -> None:
             raise FpoctlError(f"config {f.name} must be a number, got {value!r}")
         if expected.startswith("float") and isinstance(value, int):
             setattr(cfg, f.name, float(value))
+        if expected.startswith("dict") and not isinstance(value, dict):
+            raise FpoctlError(f"config {f.name} must be a table/JSON object, got {value!r}")
         if expected.startswith("bool") and not isinstance(value, bool):
             raise FpoctlError(f"config {f.name} must be true or false, got {value!r}")
 

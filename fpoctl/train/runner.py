@@ -253,7 +253,8 @@ def sft(settings: Settings, cfg: SFTConfig, *, name: str | None = None,
         try:
             seed_everything(cfg.seed, cfg.cpu_threads)
             if demos is None:
-                demos = collect_demos(task, cfg.expert_episodes, seed=cfg.seed, obs_mode=cfg.obs_mode)
+                demos = collect_demos(task, cfg.expert_episodes, seed=cfg.seed, obs_mode=cfg.obs_mode,
+                                      **(cfg.env_kwargs or {}))
                 path = demos.save(settings.run_dir(run_id) / "demos.npz")
                 store.add_event(run_id, f"{cfg.expert_episodes} expert episodes, success "
                                 f"{demos.success_rate:.0%} -> {path}", kind="demos")
@@ -270,7 +271,7 @@ def sft(settings: Settings, cfg: SFTConfig, *, name: str | None = None,
             with heartbeat(store, run_id):
                 train_sft(policy, demos, cfg, device, log)
             venv = make_vector_env(task, min(cfg.num_envs, cfg.eval_episodes), obs_mode=cfg.obs_mode,
-                                   seed=cfg.seed + 7_777, workers=cfg.workers)
+                                   seed=cfg.seed + 7_777, workers=cfg.workers, **(cfg.env_kwargs or {}))
             try:
                 result.after = evaluate(policy, venv, cfg.eval_episodes, exec_steps=cfg.exec_steps,
                                         flow_steps=cfg.flow_steps, seed=cfg.seed + 7_777,

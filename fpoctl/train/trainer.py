@@ -40,7 +40,7 @@ class FPOTrainer:
         self.on_event = on_event or (lambda level, kind, msg: None)
         self.seed = cfg.seed + RANK_SEED_STRIDE * ranks.rank  # envs and samplers of this rank
         self.venv = make_vector_env(task, cfg.num_envs, obs_mode=cfg.obs_mode, seed=self.seed,
-                                    workers=cfg.workers)
+                                    workers=cfg.workers, **(cfg.env_kwargs or {}))
         self._eval_venv: Any = None
         self.d_env = int(self.venv.single_action_space.shape[0])
         self.exec_steps = min(cfg.exec_steps, policy.horizon)
@@ -192,7 +192,7 @@ class FPOTrainer:
         if self._eval_venv is None:
             self._eval_venv = make_vector_env(self.task, min(cfg.num_envs, cfg.eval_episodes),
                                               obs_mode=cfg.obs_mode, seed=cfg.seed + 7_777,
-                                              workers=cfg.workers)
+                                              workers=cfg.workers, **(cfg.env_kwargs or {}))
         return evaluate(self.policy, self._eval_venv, episodes or cfg.eval_episodes,
                         exec_steps=self.exec_steps, flow_steps=cfg.flow_steps,
                         seed=cfg.seed + 7_777, device=self.device)
