@@ -51,6 +51,7 @@ bench: $(VENV)/.stamp-sim      ## benchmarks in bench/ (numbers, not pass/fail)
 	$(PY) bench/store_bench.py
 	$(PY) bench/pi0_bench.py
 	$(PY) bench/hub_bench.py
+	$(PY) bench/kill_resume.py --json bench/results/kill_resume.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .demo .bench

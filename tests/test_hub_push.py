@@ -209,7 +209,8 @@ def test_pi0_push_pull_keeps_lerobot_layout_and_loads_back(hub, tmp_path):
     meta = yaml.safe_load(hub.files("alice/pi0-fpo")["README.md"].decode().split("---")[1])
     assert "pi0" in meta["tags"] and meta["base_model"] == "lerobot/pi0_base"
     # The pulled model fine-tunes by its repo name, with the tokenizer it carries.
-    proc = run_cli("finetune", "--init", "alice/pi0-fpo", "--task", "fast-goal", "--iterations", "1",
+    proc = run_cli("finetune", "--foreground", "--init", "alice/pi0-fpo", "--task", "fast-goal",
+                   "--iterations", "1",
                    *[f"--set={kv}" for kv in ("num_envs=2", "rollout_chunks=2", "eval_episodes=2",
                                               "n_mc=2", "minibatch_size=4")],
                    env=hub_env(hub, tmp_path, TOKEN))

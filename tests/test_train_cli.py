@@ -1,4 +1,5 @@
-"""`fpoctl sft`, `fpoctl finetune`, `fpoctl eval` end to end through the real CLI and store."""
+"""`fpoctl sft`, `fpoctl finetune --foreground`, `fpoctl eval` end to end through the real CLI and
+store (detached jobs: tests/test_jobs.py)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ def test_sft_then_finetune_then_eval(home: Path) -> None:
     sft = run_cli("sft", "--task", "fast-goal", "--expert", "5", "--steps", "100", "--name", "prior")
     assert sft.returncode == 0, sft.stderr
     assert "run 1 finished: success" in sft.stdout
-    ft = run_cli("finetune", "--task", "fast-goal", "--init", "prior", "--iterations", "5", *FAST)
+    ft = run_cli("finetune", "--foreground", "--task", "fast-goal", "--init", "prior", "--iterations", "5",
+                 *FAST)
     assert ft.returncode == 0, ft.stderr
     assert "run 2 finished: success" in ft.stdout and "fpoctl dash --run 2" in ft.stdout
     with store_of(home) as store:
@@ -59,14 +61,14 @@ def test_sft_then_finetune_then_eval(home: Path) -> None:
 
 
 def test_resume_continues_from_the_last_checkpoint_without_duplicate_steps(home: Path) -> None:
-    assert run_cli("finetune", "--iterations", "4", *FAST).returncode == 0
+    assert run_cli("finetune", "--foreground", "--iterations", "4", *FAST).returncode == 0
     with store_of(home) as store:
         store.update_run(1, total_steps=6)
         store.update_run(1, config={**store.get_run(1).config, "iterations": 6})
         # rows logged after the last checkpoint (as if the worker died) must be reconciled
         with store.metric_writer(1) as w:
             w.log(5, {"rollout/return": 123.0})
-    proc = run_cli("finetune", "--resume", "1")
+    proc = run_cli("finetune", "--resume", "1", "--foreground")
     assert proc.returncode == 0, proc.stderr
     with store_of(home) as store:
         steps = [s for s, _ in store.series(1, "fpo/ratio_mean")]
@@ -77,8 +79,9 @@ def test_resume_continues_from_the_last_checkpoint_without_duplicate_steps(home:
 
 def test_sigterm_stops_with_a_checkpoint(home: Path) -> None:
     env = {**os.environ, "COLUMNS": "200"}
-    proc = subprocess.Popen([sys.executable, "-m", "fpoctl.cli", "finetune", "--iterations", "500",
-                             *FAST], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "fpoctl.cli", "finetune", "--foreground",
+                             "--iterations", "500", *FAST], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline:
         time.sleep(0.5)
@@ -100,8 +103,9 @@ def test_sigterm_stops_with_a_checkpoint(home: Path) -> None:
 
 
 def test_corrupt_checkpoint_is_refused_on_resume(home: Path) -> None:
-    assert run_cli("finetune", "--iterations", "2", *FAST).returncode == 0
+    assert run_cli("finetune", "--foreground", "--iterations", "2", *FAST).returncode == 0
     with store_of(home) as store:
+        store.update_run(1, config={**store.get_run(1).config, "iterations": 4})  # not finished
         path = Path(store.checkpoints(1)[-1].path)
     (path / "policy" / "model.safetensors").write_bytes(b"garbage")
     assert_one_line_error(run_cli("finetune", "--resume", "1"), "corrupt")

@@ -18,7 +18,8 @@ def test_tiny_pi0_fine_tunes_one_iteration_on_libero_pixels(home: Path, tmp_path
     require("libero")
     tokenizer = train_tokenizer(tmp_path)
     env = json.dumps({"image_size": 64, "max_steps": 40})
-    proc = run_cli("finetune", "--task", "libero-spatial/0", "--policy", "pi0-tiny", "--iterations", "1",
+    proc = run_cli("finetune", "--foreground", "--task", "libero-spatial/0", "--policy", "pi0-tiny",
+                   "--iterations", "1",
                    "--set", "obs_mode=pixels", "--set", f"tokenizer={tokenizer}",
                    "--set", f"env_kwargs={env}",
                    "--set", "num_envs=1", "--set", "rollout_chunks=2", "--set", "exec_steps=5",

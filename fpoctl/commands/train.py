@@ -10,7 +10,18 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from fpoctl.commands.common import console, open_store, print_json, settings
+from fpoctl.commands.common import console, print_json, settings
+from fpoctl.commands.placement import (
+    ForceOpt,
+    ForegroundOpt,
+    MasterAddrOpt,
+    MasterPortOpt,
+    NNodesOpt,
+    NodeRankOpt,
+    attached_progress,
+    report_started,
+)
+from fpoctl.errors import FpoctlError
 from fpoctl.train.config import FinetuneConfig, SFTConfig, as_dict, field_docs, resolve
 
 if TYPE_CHECKING:  # the trainer imports torch: load it only when a command runs
@@ -47,7 +58,8 @@ def progress_bar(title: str, unit: str) -> Iterator[Callable[[int, int, dict[str
         yield update
 
 
-def _summary(result: JobResult, kind: str) -> None:
+def summary(result: JobResult, kind: str) -> None:
+    """The end of a job that trained in this process; exit 1 unless it finished."""
     before = result.before.get("eval/success_rate")
     after = result.after.get("eval/success_rate")
     line = f"run {result.run_id} {result.status}"
@@ -74,33 +86,66 @@ def finetune(
     name: NameOpt = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
-    resume: Annotated[str | None, typer.Option(help="Resume this run from its last checkpoint.")] = None,
+    gpus: Annotated[str | None, typer.Option(help="GPUs to train on, one per process: 0,1,2,3.")] = None,
+    nproc: Annotated[int | None, typer.Option(
+        help="Processes on this machine (torchrun ranks; each its own envs and seed). "
+        "[default: one per --gpus entry, else 1]")] = None,
+    nnodes: NNodesOpt = 1,
+    node_rank: NodeRankOpt = 0,
+    master_addr: MasterAddrOpt = None,
+    master_port: MasterPortOpt = None,
+    foreground: ForegroundOpt = False,
+    force: ForceOpt = False,
+    resume: Annotated[str | None, typer.Option(help="Resume this run (same as `fpoctl resume RUN`).")
+                      ] = None,
     show_config: ShowOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the run id.")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Fine-tune a flow policy online with FPO; the run, its metrics and checkpoints go to the store.
+    """Fine-tune a flow policy online with FPO, as a background job (or --foreground).
+
+    The run, its metrics and checkpoints go to the store; the job's output to runs/<id>/train.log.
 
     Examples:
       fpoctl finetune --task fast-goal --init 3 --iterations 40
       fpoctl finetune --task libero-spatial --policy pi0 --init pi0-libero --set actor_lr=1e-5
-      fpoctl finetune --resume 7
+      fpoctl finetune --gpus 0,1,2,3 ...      # 4 ranks under torchrun, gradients averaged
+      fpoctl finetune --foreground --iterations 20
     Every config key (`--set key=value`) with its meaning and value: add `--show-config`.
+    On nodes 1.. of a multi-node job: the same command with --node-rank K (joins node 0's run).
     """
-    cfg = FinetuneConfig() if resume else resolve(
-        FinetuneConfig, config, set_, task=task, policy=policy, init=init, iterations=iterations,
-        seed=seed, device=device)
+    from fpoctl import jobs
+
+    launch = jobs.Launch(nproc=nproc or len(_gpu_list(gpus) or [0]), nnodes=nnodes, node_rank=node_rank,
+                         master_addr=master_addr, master_port=master_port)
+    if resume:
+        with attached_progress(foreground) as update:
+            started = jobs.resume(settings(ctx), resume, detach=not foreground, force=force,
+                                  launch=launch, progress=update)
+        report_started(started, json_=json_, quiet=quiet)
+        return
+    cfg = resolve(FinetuneConfig, config, set_, task=task, policy=policy, init=init,
+                  iterations=iterations, seed=seed, device=device)
     if show_config:
         _show_config(cfg)
         return
-    from fpoctl.train import runner
+    if node_rank > 0:
+        launch.check()
+        console.print(f"joining the run of node 0 ({master_addr}) with {launch.nproc} process(es)")
+        raise typer.Exit(jobs.join_job(settings(ctx), launch))
+    with attached_progress(foreground) as update:
+        started = jobs.start_finetune(settings(ctx), cfg, name=name, gpus=_gpu_list(gpus), launch=launch,
+                                      detach=not foreground, force=force, progress=update)
+    report_started(started, json_=json_, quiet=quiet)
 
-    with progress_bar("FPO", "iter") as update:
-        result = runner.finetune(settings(ctx), cfg, name=name,
-                                 resume_run=None if resume is None else _run_id(ctx, resume),
-                                 progress=update)
-    if json_:
-        print_json(result.__dict__)
-    _summary(result, "finetune")
+
+def _gpu_list(gpus: str | None) -> list[int] | None:
+    if not gpus:
+        return None
+    try:
+        return [int(g) for g in gpus.split(",") if g.strip()]
+    except ValueError:
+        raise FpoctlError(f"--gpus expects indices like 0,1, got {gpus!r}") from None
 
 
 def sft(
@@ -131,7 +176,7 @@ def sft(
 
     with progress_bar("SFT", "step") as update:
         result = runner.sft(settings(ctx), cfg, name=name, progress=update)
-    _summary(result, "sft")
+    summary(result, "sft")
 
 
 def evaluate(
@@ -167,8 +212,3 @@ def _show_config(cfg: object) -> None:
     docs = field_docs(type(cfg))
     for key, value in as_dict(cfg).items():
         console.print(f"[bold]{key}[/] = {value!r}  [dim]# {docs.get(key, '')}[/]", highlight=False)
-
-
-def _run_id(ctx: typer.Context, ref: str) -> int:
-    with open_store(ctx) as store:
-        return store.get_run(ref).id

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,6 +16,7 @@ from fpoctl.store import db, metrics
 from fpoctl.store.models import Checkpoint, Evaluation, Event, Model, Push, Run
 
 HEARTBEAT_STALE_S = 120.0
+"""A worker silent this long whose pid is gone is `lost` (FPOCTL_HEARTBEAT_STALE_S overrides)."""
 
 
 class Store:
@@ -232,18 +234,28 @@ class Store:
         return metrics.best_values(self.engine, run_ids, key)
 
 
+def heartbeat_stale_s() -> float:
+    """Seconds without a heartbeat after which a run whose worker is gone shows as `lost`."""
+    try:
+        return float(os.environ.get("FPOCTL_HEARTBEAT_STALE_S", HEARTBEAT_STALE_S))
+    except ValueError:
+        return HEARTBEAT_STALE_S
+
+
 def display_status(run: Run, now: float | None = None) -> str:
-    """The status to show: `lost` when a running worker's heartbeat is stale and its pid is gone."""
-    if run.status != "running":
+    """The status to show: `lost` when a running (or queued, launched) run's heartbeat is stale
+    and its worker's pid is gone."""
+    if run.status not in ("running", "queued") or (run.status == "queued" and run.pid is None):
         return run.status
     now = now or time.time()
-    stale = run.heartbeat is None or now - run.heartbeat > HEARTBEAT_STALE_S
-    if stale and not _pid_alive(run.pid, run.host):
+    stale = run.heartbeat is None or now - run.heartbeat > heartbeat_stale_s()
+    if stale and not pid_alive(run.pid, run.host):
         return "lost"
     return run.status
 
 
-def _pid_alive(pid: int | None, host: str | None) -> bool:
+def pid_alive(pid: int | None, host: str | None) -> bool:
+    """Whether process `pid` exists (a pid on another host is assumed alive)."""
     if pid is None:
         return False
     if host and host != socket.gethostname():
@@ -254,4 +266,7 @@ def _pid_alive(pid: int | None, host: str | None) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # a zombie (dead, not yet reaped by its parent) is not a live worker
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True

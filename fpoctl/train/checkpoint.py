@@ -18,8 +18,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from fpoctl.errors import FpoctlError
 
 
@@ -57,6 +55,8 @@ def save_checkpoint(folder: Path, policy: Any, trainer_state: dict[str, Any] | N
         tmp.mkdir(parents=True)
         policy.save_pretrained(tmp / "policy")
         if trainer_state is not None:
+            import torch  # here, so that verifying a checkpoint (`fpoctl resume`) needs no torch
+
             torch.save(trainer_state, tmp / "trainer.pt")
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
         files = sorted(p for p in tmp.rglob("*") if p.is_file())
@@ -67,9 +67,10 @@ def save_checkpoint(folder: Path, policy: Any, trainer_state: dict[str, Any] | N
             shutil.rmtree(folder)
         os.replace(tmp, folder)
         _fsync_tree(folder.parent)
-    except OSError as exc:
+    except Exception as exc:  # OSError, or a serialiser's own I/O error (safetensors on a full disk)
         shutil.rmtree(tmp, ignore_errors=True)
-        raise CheckpointError(f"cannot write checkpoint {folder}: {exc.strerror or exc}") from None
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+        raise CheckpointError(f"cannot write checkpoint {folder}: {reason}") from None
     return _sha256(folder / "manifest.json")
 
 
@@ -91,6 +92,8 @@ def verify_checkpoint(folder: Path, sha256: str | None = None) -> None:
 
 def load_trainer_state(folder: Path) -> dict[str, Any]:
     """The trainer state of a verified checkpoint (tensors and plain data only)."""
+    import torch
+
     return torch.load(Path(folder) / "trainer.pt", map_location="cpu", weights_only=True)
 
 

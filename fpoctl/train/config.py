@@ -38,6 +38,10 @@ class FinetuneConfig:
     """Seed for torch, numpy and the envs."""
     device: str = "auto"
     """"auto" (CUDA when present), "cpu", "cuda", "cuda:1", ..."""
+    gpus: list[int] | None = None
+    """GPUs the job holds, one per rank (from `--gpus` or the device; filled in at launch)."""
+    nproc: int = 1
+    """Training processes (ranks) per node under torchrun: own envs and seed, averaged gradients."""
     cpu_threads: int = 1
     """torch intra-op threads on the CPU (small policies are fastest on one; 0 = torch's default)."""
     iterations: int = 100
@@ -167,6 +171,16 @@ class SFTConfig:
     """Evaluate in worker processes."""
     log_every: int = 50
     """Log the loss every this many steps."""
+
+
+def resumable(run: Any) -> FinetuneConfig:
+    """The config of a stored run that can resume: a fine-tuning run with iterations left."""
+    if run.kind != "finetune":
+        raise FpoctlError(f"run {run.id} is a {run.kind} run; only finetune runs resume")
+    cfg = FinetuneConfig(**run.config)
+    if run.status == "finished" and run.step >= cfg.iterations:
+        raise FpoctlError(f"run {run.id} is finished ({run.step} iterations); nothing to resume")
+    return cfg
 
 
 def resolve(cls: type, toml_path: str | Path | None = None, overrides: list[str] | None = None,

@@ -2,17 +2,18 @@
 
 Each records its resolved config, seed and git revision, logs metrics through the batched writer,
 keeps a heartbeat, writes checkpoints atomically (last K + best), and ends in a clear status:
-finished, stopped (Ctrl-C / SIGTERM: a checkpoint is written first) or failed (with the reason).
+finished, stopped (SIGTERM / Ctrl-C: the current iteration ends and a checkpoint is written) or
+failed (with the reason). A fine-tuning run resumes from its last checkpoint: model, optimisers,
+critic, RNG and counters are restored and metric rows logged after that checkpoint are dropped.
+`train_run` is what a worker process runs (`fpoctl.jobs.worker`), one rank of it under torchrun.
 """
 
 from __future__ import annotations
 
-import shutil
-import signal
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+import os
+import socket
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,7 @@ from fpoctl.envs import get_task, make_vector_env
 from fpoctl.envs.demos import DemoSet, collect_demos
 from fpoctl.errors import FpoctlError
 from fpoctl.settings import Settings
-from fpoctl.store import Store
-from fpoctl.store.metrics import delete_after
+from fpoctl.store import Run, Store
 from fpoctl.train import checkpoint as ckpt
 from fpoctl.train.build import (
     build_policy,
@@ -35,8 +35,11 @@ from fpoctl.train.build import (
     resolve_source,
     tokenizer_for,
 )
-from fpoctl.train.config import FinetuneConfig, SFTConfig, as_dict
+from fpoctl.train.config import FinetuneConfig, SFTConfig, as_dict, resumable
+from fpoctl.train.distributed import LOCAL, Ranks, combine_metrics
 from fpoctl.train.evaluate import evaluate
+from fpoctl.train.lifecycle import StopSignals, heartbeat
+from fpoctl.train.record import CheckpointKeeper, RunRecord
 from fpoctl.train.sft import train_sft
 from fpoctl.train.trainer import FPOTrainer
 from fpoctl.train.update import NonFiniteLoss
@@ -47,13 +50,7 @@ Progress = Callable[[int, int, dict[str, float]], None]
 
 
 class StopRequested(Exception):
-    """A second SIGTERM / Ctrl-C: stop now, without waiting for the current step."""
-
-
-class StopFlag:
-    """Set by the first SIGTERM or Ctrl-C; the loop stops at the end of the current iteration."""
-
-    requested = False
+    """A stop was asked for (SIGTERM, Ctrl-C, `fpoctl stop`): checkpoint, then stop."""
 
 
 @dataclass
@@ -75,84 +72,6 @@ def seed_everything(seed: int, cpu_threads: int = 0) -> None:
         torch.set_num_threads(cpu_threads)
 
 
-@contextmanager
-def heartbeat(store: Store, run_id: int, every: float = 10.0) -> Iterator[None]:
-    """A background heartbeat so a long iteration never looks like a lost run."""
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(every):
-            # a busy database must not kill training; the next beat retries
-            with suppress(Exception):
-                store.heartbeat(run_id)
-
-    thread = threading.Thread(target=beat, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-
-
-@contextmanager
-def graceful_stop() -> Iterator[StopFlag]:
-    """The first SIGTERM / SIGINT asks the run to stop after the current iteration (which is then
-    logged and checkpointed); a second one raises StopRequested at once."""
-    flag = StopFlag()
-    if threading.current_thread() is not threading.main_thread():
-        yield flag  # signals reach the main thread only; the caller owns them there
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        if flag.requested:
-            raise StopRequested()
-        flag.requested = True
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield flag
-    finally:
-        for sig, prev in previous.items():
-            signal.signal(sig, prev)
-
-
-class CheckpointKeeper:
-    """Writes checkpoints of one run and keeps the last K plus the best."""
-
-    def __init__(self, store: Store, run_id: int, folder: Path, keep: int) -> None:
-        self.store, self.run_id, self.folder, self.keep = store, run_id, folder, keep
-        self.best = max((c.metrics.get("eval/success_rate", -1.0) for c in store.checkpoints(run_id)),
-                        default=-1.0)
-
-    def save(self, step: int, policy: Any, trainer_state: dict | None, metrics: dict[str, float],
-             config: dict[str, Any]) -> str:
-        """Write step's checkpoint, record it, prune old ones; returns its folder."""
-        path = self.folder / f"step_{step:06d}"
-        meta = {"step": step, "metrics": metrics, "config": config, "time": time.time()}
-        sha = ckpt.save_checkpoint(path, policy, trainer_state, meta)
-        score = metrics.get("eval/success_rate")
-        is_best = score is not None and score >= self.best
-        if is_best:
-            self.best = score
-        for old in self.store.checkpoints(self.run_id):
-            if old.step == step:  # re-written after a resume
-                self.store.remove_checkpoint(old.id)
-        self.store.add_checkpoint(self.run_id, step, str(path), sha, metrics, is_best=is_best)
-        self.store.add_event(self.run_id, f"checkpoint step {step}" + (" (best)" if is_best else ""),
-                             kind="checkpoint")
-        self._prune()
-        return str(path)
-
-    def _prune(self) -> None:
-        ckpts = self.store.checkpoints(self.run_id)
-        keep = {c.id for c in ckpts[-self.keep:]} | {c.id for c in ckpts if c.is_best}
-        for c in ckpts:
-            if c.id not in keep:
-                shutil.rmtree(c.path, ignore_errors=True)
-                self.store.remove_checkpoint(c.id)
-
-
 def create_run(store: Store, kind: str, cfg: Any, name: str | None, parent_id: int | None = None,
                total_steps: int | None = None) -> int:
     """Insert the run with its full resolved config."""
@@ -163,103 +82,160 @@ def create_run(store: Store, kind: str, cfg: Any, name: str | None, parent_id: i
     return run.id
 
 
+def new_finetune_run(store: Store, cfg: FinetuneConfig, name: str | None = None) -> int:
+    """Check the input (task, device, init) before a run exists, then insert it (queued)."""
+    get_task(cfg.task)
+    resolve_device(cfg.device)
+    if cfg.init:
+        resolve_init(store, cfg.init)
+    return create_run(store, "finetune", cfg, name, total_steps=cfg.iterations)
+
+
 def finetune(settings: Settings, cfg: FinetuneConfig, *, name: str | None = None,
              resume_run: int | None = None, progress: Progress | None = None) -> JobResult:
     """Create (or resume) an FPO run and train it in this process."""
     settings.ensure_home()
     with Store(settings.db_url) as store:
         if resume_run is not None:
-            run = store.get_run(resume_run)
-            if run.kind != "finetune":
-                raise FpoctlError(f"run {run.id} is a {run.kind} run; only finetune runs resume")
-            cfg = FinetuneConfig(**run.config)
-            run_id = run.id
+            resumable(store.get_run(resume_run))
+            run_id = resume_run
         else:
-            # fail fast on bad input, before a run exists
-            get_task(cfg.task)
-            resolve_device(cfg.device)
-            if cfg.init:
-                resolve_init(store, cfg.init)
-            run_id = create_run(store, "finetune", cfg, name, total_steps=cfg.iterations)
-        return _train(store, settings, run_id, cfg, resume=resume_run is not None,
-                      progress=progress)
+            run_id = new_finetune_run(store, cfg, name)
+    return train_run(settings, run_id, progress=progress)
 
 
-def _train(store: Store, settings: Settings, run_id: int, cfg: FinetuneConfig, *, resume: bool,
-           progress: Progress | None) -> JobResult:
-    run_dir = settings.run_dir(run_id)
-    keeper = CheckpointKeeper(store, run_id, run_dir / "checkpoints", cfg.keep_checkpoints)
-    store.set_status(run_id, "running")
-    result = JobResult(run_id=run_id, status="running")
-    trainer = None
-    writer = store.metric_writer(run_id)
+def train_device(cfg: FinetuneConfig, ranks: Ranks) -> torch.device:
+    """This rank's device: `cfg.device`, or under torchrun the GPU of its local rank."""
+    device = resolve_device(cfg.device)
+    if device.type != "cuda":
+        return device
+    if cfg.gpus:
+        if ranks.local_rank >= len(cfg.gpus):
+            raise FpoctlError(f"local rank {ranks.local_rank} has no GPU in gpus={cfg.gpus}")
+        device = torch.device("cuda", cfg.gpus[ranks.local_rank])
+    elif ranks.world > 1:
+        device = torch.device("cuda", ranks.local_rank)
+    torch.cuda.set_device(device)
+    return device
+
+
+def train_run(settings: Settings, run_id: int, *, progress: Progress | None = None,
+              ranks: Ranks = LOCAL, stop: StopSignals | None = None) -> JobResult:
+    """Train run `run_id` here: from its last checkpoint when it has one, else from the start.
+    Under torchrun this is one rank; rank 0 records, the others compute alongside."""
+    with Store(settings.db_url) as store, ExitStack() as stack:
+        stop = stop or stack.enter_context(StopSignals(announce=progress is not None))
+        run = store.get_run(run_id)
+        return _train(store, settings, run, FinetuneConfig(**run.config), ranks, stop, progress)
+
+
+def _train(store: Store, settings: Settings, run: Run, cfg: FinetuneConfig, ranks: Ranks,
+           stop: StopSignals, progress: Progress | None) -> JobResult:
+    record = RunRecord(store, run.id, settings.run_dir(run.id), cfg.keep_checkpoints,
+                       enabled=ranks.is_main)
+    record.status("running")
+    result = JobResult(run_id=run.id, status="running")
+    trainer, saved, metrics = None, 0, {}
     try:
         seed_everything(cfg.seed, cfg.cpu_threads)
-        task, device = get_task(cfg.task), resolve_device(cfg.device)
+        task, device = get_task(cfg.task), train_device(cfg, ranks)
+        if record.sweep_partial_checkpoints():
+            record.event("removed a half-written checkpoint of a killed attempt", kind="resume")
         init = resolve_init(store, cfg.init) if cfg.init else None
-        last = store.checkpoints(run_id)[-1] if resume and store.checkpoints(run_id) else None
+        last = store.checkpoints(run.id)[-1] if store.checkpoints(run.id) else None
         if last is not None:
             ckpt.verify_checkpoint(Path(last.path), last.sha256)
             init = Path(last.path) / "policy"
         policy = build_policy(cfg.policy, task, cfg.obs_mode, horizon=cfg.horizon, hidden=cfg.hidden,
                               device=device, init_folder=init,
                               tokenizer=tokenizer_for(settings.home, init, cfg.tokenizer))
-        trainer = FPOTrainer(cfg, policy, task, device,
-                             on_event=lambda lvl, kind, msg: store.add_event(run_id, msg, level=lvl,
-                                                                            kind=kind))
+        trainer = FPOTrainer(cfg, policy, task, device, ranks=ranks,
+                             on_event=lambda lvl, kind, msg: record.event(msg, level=lvl, kind=kind))
         if last is not None:
-            trainer.load_state_dict(ckpt.load_trainer_state(Path(last.path)))
-            dropped = delete_after(store.engine, run_id, trainer.iteration)
-            store.add_event(run_id, f"resumed from step {trainer.iteration} "
-                            f"({dropped} metric rows after it dropped)", kind="resume")
-        elif resume:
-            store.add_event(run_id, "resumed with no checkpoint: starting over", kind="resume")
-            delete_after(store.engine, run_id, -1)
-        if trainer.iteration == 0:
+            saved = _restore(trainer, Path(last.path), ranks)
+            dropped = record.rewind(saved)
+            record.event(f"resumed from step {saved} ({dropped} metric rows after it dropped)",
+                         kind="resume")
+        elif run.started is not None:  # an earlier attempt left no checkpoint
+            record.rewind(-1)
+            record.event("resumed with no checkpoint: starting over", kind="resume")
+        if ranks.world > 1:
+            pids = ", ".join(f"{host}:{pid}" for host, pid in ranks.gather(_where()))
+            record.event(f"torchrun: {ranks.world} ranks (pids {pids})", kind="ranks")
+        if trainer.iteration == 0 and ranks.is_main:
             result.before = trainer.evaluate()
-            writer.log(0, result.before)
-            store.add_event(run_id, f"prior: success {result.before['eval/success_rate']:.0%}",
-                            kind="eval")
-        with heartbeat(store, run_id), graceful_stop() as stop:
-            metrics: dict[str, float] = {}
-            while trainer.iteration < cfg.iterations and not stop.requested:
-                metrics = trainer.train_iteration()
+            record.log(0, result.before)
+            record.event(f"prior: success {result.before['eval/success_rate']:.0%}", kind="eval")
+        with record.alive():
+            while trainer.iteration < cfg.iterations:
+                if ranks.any_true(stop.requested is not None):
+                    raise StopRequested
+                metrics = combine_metrics(ranks.gather(trainer.train_iteration()))
                 it = trainer.iteration
-                if it % cfg.eval_every == 0 or it == cfg.iterations:
+                if ranks.is_main and (it % cfg.eval_every == 0 or it == cfg.iterations):
                     metrics.update(trainer.evaluate())
-                    store.add_event(run_id, f"eval at {it}: success "
-                                    f"{metrics['eval/success_rate']:.0%}", kind="eval")
-                writer.log(it, metrics)
-                store.heartbeat(run_id, step=it)
-                if it % cfg.checkpoint_every == 0 or it == cfg.iterations or stop.requested:
-                    writer.flush()
-                    result.checkpoint = keeper.save(it, policy, trainer.state_dict(), metrics,
-                                                    as_dict(cfg))
+                    record.event(f"eval at {it}: success {metrics['eval/success_rate']:.0%}",
+                                 kind="eval")
+                record.log(it, metrics)
+                if it % cfg.checkpoint_every == 0 or it == cfg.iterations:
+                    result.checkpoint = _checkpoint(record, trainer, ranks, metrics, cfg)
+                    saved = it
                 if progress:
                     progress(it, cfg.iterations, metrics)
         result.after = {k: v for k, v in metrics.items() if k.startswith("eval/")}
-        result.status = "stopped" if stop.requested else "finished"
-    except (KeyboardInterrupt, StopRequested):
-        # stopped mid-iteration: the last checkpoint stays the resume point (resume drops the
-        # rows logged after it), so nothing half-done is saved
+        result.status = "finished"
+    except StopRequested:
         result.status = "stopped"
+        if trainer is not None and trainer.iteration > saved:
+            result.checkpoint = _checkpoint(record, trainer, ranks, metrics, cfg)
+        record.event(f"stopped at iteration {trainer.iteration if trainer else 0} "
+                     f"({stop.requested})", kind="stop")
+    except KeyboardInterrupt:  # the second Ctrl-C: no time for a checkpoint
+        result.status = "stopped"
+        record.event(f"interrupted: stopped without a new checkpoint; resume continues from step "
+                     f"{saved}", level="warning", kind="stop")
     except NonFiniteLoss as exc:
         result.status = "failed"
-        store.set_status(run_id, "failed", error=f"{exc}: lower actor_lr or check the rewards")
+        record.status("failed", error=f"{exc}: lower actor_lr or check the rewards")
     except FpoctlError as exc:
         result.status = "failed"
-        store.set_status(run_id, "failed", error=str(exc))
+        record.status("failed", error=str(exc))
         raise
     except Exception as exc:
-        store.set_status(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        record.status("failed", error=f"{type(exc).__name__}: {exc}")
         raise
     finally:
-        writer.close()
+        record.close()
         if trainer is not None:
             trainer.close()
     if result.status in ("finished", "stopped"):
-        store.set_status(run_id, result.status)
+        record.status(result.status)
     return result
+
+
+def _where() -> tuple[str, int]:
+    return socket.gethostname(), os.getpid()
+
+
+def _checkpoint(record: RunRecord, trainer: FPOTrainer, ranks: Ranks, metrics: dict[str, float],
+                cfg: FinetuneConfig) -> str | None:
+    """Every rank hands its RNG state to rank 0, which writes the checkpoint."""
+    state = trainer.state_dict()
+    if ranks.world > 1:
+        state["ranks"] = ranks.gather(trainer.rank_state())
+    return record.checkpoint(trainer.iteration, trainer.policy, state, metrics, as_dict(cfg))
+
+
+def _restore(trainer: FPOTrainer, folder: Path, ranks: Ranks) -> int:
+    """Load a verified checkpoint's trainer state (each rank its own RNG); returns its step."""
+    state = ckpt.load_trainer_state(folder)
+    trainer.load_state_dict(state)
+    per_rank = state.get("ranks", [state])
+    if len(per_rank) != ranks.world:
+        raise FpoctlError(f"checkpoint {folder} was written by {len(per_rank)} rank(s); resume with "
+                          f"the same number of processes (this job has {ranks.world})")
+    trainer.load_rank_state(per_rank[ranks.rank])
+    return trainer.iteration
 
 
 def sft(settings: Settings, cfg: SFTConfig, *, name: str | None = None,
@@ -307,7 +283,7 @@ def sft(settings: Settings, cfg: SFTConfig, *, name: str | None = None,
             keeper = CheckpointKeeper(store, run_id, settings.run_dir(run_id) / "checkpoints", 1)
             result.checkpoint = keeper.save(cfg.steps, policy, None, result.after, as_dict(cfg))
             result.status = "finished"
-        except (KeyboardInterrupt, StopRequested):
+        except KeyboardInterrupt:
             result.status = "stopped"
         except Exception as exc:
             store.set_status(run_id, "failed", error=str(exc) if isinstance(exc, FpoctlError)

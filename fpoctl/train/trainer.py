@@ -4,7 +4,7 @@ Maps onto DESIGN.md "FPO": (1) `collect_rollout` stores each chunk with N_mc (t,
 (2-3) `fpo_update` forms the ratio from CFM-loss differences and the clipped surrogate; (4) the
 critic gives GAE advantages (value network, or the Q-ensemble with min-of-targets TD);
 (5) masks keep only executed steps and used dims; (6) exploration noise in the sampler, zero noise
-at evaluation.
+at evaluation. Under torchrun each rank has its own envs and seed; see `distributed.py`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from torch import Tensor
 from fpoctl.envs import TaskSpec, make_vector_env
 from fpoctl.train.config import FinetuneConfig
 from fpoctl.train.critics import QEnsemble, ValueCritic
+from fpoctl.train.distributed import LOCAL, RANK_SEED_STRIDE, Ranks
 from fpoctl.train.evaluate import evaluate
 from fpoctl.train.fpo import chunk_gae
 from fpoctl.train.rollout import Rollout, collect_rollout, take
@@ -32,12 +33,13 @@ class FPOTrainer:
     """Holds the policy, critic, optimisers and envs of one fine-tuning run."""
 
     def __init__(self, cfg: FinetuneConfig, policy: Any, task: TaskSpec, device: torch.device,
-                 on_event: EventFn | None = None) -> None:
+                 on_event: EventFn | None = None, ranks: Ranks = LOCAL) -> None:
         if cfg.critic not in ("value", "q_ensemble"):
             raise ValueError(f"critic must be 'value' or 'q_ensemble', got {cfg.critic!r}")
-        self.cfg, self.policy, self.task, self.device = cfg, policy, task, device
+        self.cfg, self.policy, self.task, self.device, self.ranks = cfg, policy, task, device, ranks
         self.on_event = on_event or (lambda level, kind, msg: None)
-        self.venv = make_vector_env(task, cfg.num_envs, obs_mode=cfg.obs_mode, seed=cfg.seed,
+        self.seed = cfg.seed + RANK_SEED_STRIDE * ranks.rank  # envs and samplers of this rank
+        self.venv = make_vector_env(task, cfg.num_envs, obs_mode=cfg.obs_mode, seed=self.seed,
                                     workers=cfg.workers, **(cfg.env_kwargs or {}))
         self._eval_venv: Any = None
         self.d_env = int(self.venv.single_action_space.shape[0])
@@ -51,30 +53,50 @@ class FPOTrainer:
                                     cfg.critic_hidden)
             critic_params = list(self.critic.critics.parameters())
         self.critic.to(device)
+        ranks.broadcast_([*policy.state_dict().values(), *self.critic.state_dict().values()])
         self.critic_params = critic_params
         self.actor_opt = torch.optim.Adam([p for p in policy.parameters() if p.requires_grad],
                                           lr=cfg.actor_lr, eps=1e-5)
         self.critic_opt = torch.optim.Adam(critic_params, lr=cfg.critic_lr, eps=1e-5)
-        self.generator = torch.Generator(device).manual_seed(cfg.seed)
-        self.cpu_generator = torch.Generator().manual_seed(cfg.seed + 1)
+        self.generator = torch.Generator(device).manual_seed(self.seed)
+        self.cpu_generator = torch.Generator().manual_seed(self.seed + 1)
         self.iteration, self.env_steps = 0, 0
         self.obs: dict[str, Any] | None = None
 
     # -- one iteration ------------------------------------------------------------------
     def train_iteration(self) -> dict[str, float]:
         """Rollout, critic, advantages, FPO update. Returns this iteration's metrics."""
-        cfg = self.cfg
         t0 = time.perf_counter()
+        rollout = self.collect()
+        t_rollout = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        learn_metrics = self.learn(rollout)
+        t_update = time.perf_counter() - t1
+        self.iteration += 1
+        self.env_steps += rollout.env_steps
+        metrics = {**self._rollout_metrics(rollout), **learn_metrics,
+                   "perf/env_steps_per_s": rollout.env_steps / max(t_rollout, 1e-9),
+                   "perf/update_s": t_update, "perf/rollout_s": t_rollout,
+                   "env/steps_total": float(self.env_steps)}
+        if self.device.type == "cuda":
+            metrics["perf/gpu_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+        return metrics
+
+    def collect(self) -> Rollout:
+        """(1) This rank's rollout: chunks with their stored (t, noise) pairs."""
+        cfg = self.cfg
         if self.obs is None:  # fresh envs (start, or after a resume)
-            self.obs = self.venv.reset(seed=cfg.seed + 100_003 * self.iteration)
+            self.obs = self.venv.reset(seed=self.seed + 100_003 * self.iteration)
         rollout, self.obs = collect_rollout(
             self.policy, self.venv, self.obs, chunks=cfg.rollout_chunks,
             exec_steps=self.exec_steps, d_env=self.d_env, n_mc=cfg.n_mc, gamma=cfg.gamma,
             flow_steps=cfg.flow_steps, explore_scale=cfg.explore_scale,
             explore_steps=cfg.explore_steps, generator=self.generator, device=self.device)
-        t_rollout = time.perf_counter() - t0
+        return rollout
 
-        t1 = time.perf_counter()
+    def learn(self, rollout: Rollout) -> dict[str, float]:
+        """(2-5) Critic, GAE advantages (normalised over all ranks), FPO update."""
+        cfg = self.cfg
         if cfg.critic == "value":
             values, next_values, critic_metrics = self._value_critic(rollout)
         else:
@@ -83,21 +105,12 @@ class FPOTrainer:
                            rollout.terminated, rollout.ended, cfg.gae_lambda)
         adv = adv.flatten()
         if cfg.norm_adv:
-            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            adv = self.ranks.normalize(adv)
         fpo_metrics = fpo_update(self.policy, self.actor_opt, rollout, adv, cfg, self.device,
                                  self.cpu_generator,
-                                 on_nonfinite=lambda msg: self.on_event("warning", "nan", msg))
-        t_update = time.perf_counter() - t1
-
-        self.iteration += 1
-        self.env_steps += rollout.env_steps
-        metrics = {**self._rollout_metrics(rollout), **critic_metrics, **fpo_metrics,
-                   "perf/env_steps_per_s": rollout.env_steps / max(t_rollout, 1e-9),
-                   "perf/update_s": t_update, "perf/rollout_s": t_rollout,
-                   "env/steps_total": float(self.env_steps)}
-        if self.device.type == "cuda":
-            metrics["perf/gpu_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
-        return metrics
+                                 on_nonfinite=lambda msg: self.on_event("warning", "nan", msg),
+                                 ranks=self.ranks)
+        return {**critic_metrics, **fpo_metrics}
 
     @staticmethod
     def _rollout_metrics(rollout: Rollout) -> dict[str, float]:
@@ -143,7 +156,7 @@ class FPOTrainer:
             self.critic_params, self.critic_opt,
             lambda idx: (self.critic(feats[idx]) - target[idx]).pow(2).mean(),
             len(target), epochs=cfg.critic_epochs, minibatch=cfg.minibatch_size,
-            max_grad_norm=cfg.max_grad_norm, generator=self.cpu_generator)
+            max_grad_norm=cfg.max_grad_norm, generator=self.cpu_generator, ranks=self.ranks)
         return values, next_values, {"critic/loss": loss, "critic/q_mean": float(values.mean())}
 
     def _q_critic(self, rollout: Rollout) -> tuple[Tensor, Tensor, dict[str, float]]:
@@ -161,7 +174,7 @@ class FPOTrainer:
             lambda idx: (critic(feats[idx], actions[idx]) - y[idx]).pow(2).mean(),
             len(y), epochs=cfg.critic_epochs, minibatch=cfg.minibatch_size,
             max_grad_norm=cfg.max_grad_norm, generator=self.cpu_generator,
-            after_step=lambda: critic.polyak_update(cfg.q_tau))
+            after_step=lambda: critic.polyak_update(cfg.q_tau), ranks=self.ranks)
         with torch.no_grad():
             q = critic(feats, actions)  # [M, B]
             values = torch.stack([critic(feats, self._sample_actions(rollout.obs)).min(0).values
@@ -192,18 +205,27 @@ class FPOTrainer:
 
     # -- checkpoint state (weights of the policy are saved by the policy itself) ---------
     def state_dict(self) -> dict[str, Any]:
-        """Critic, optimisers, RNG and counters."""
+        """Critic, optimisers, counters, and this rank's RNG and env-step count."""
         return {"critic": self.critic.state_dict(), "actor_opt": self.actor_opt.state_dict(),
-                "critic_opt": self.critic_opt.state_dict(),
-                "generator": self.generator.get_state(), "cpu_generator": self.cpu_generator.get_state(),
-                "iteration": self.iteration, "env_steps": self.env_steps}
+                "critic_opt": self.critic_opt.state_dict(), "iteration": self.iteration,
+                **self.rank_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what `state_dict` returned; the envs start fresh episodes."""
         self.critic.load_state_dict(state["critic"])
         self.actor_opt.load_state_dict(state["actor_opt"])
         self.critic_opt.load_state_dict(state["critic_opt"])
+        self.iteration = int(state["iteration"])
+        self.load_rank_state(state)
+
+    def rank_state(self) -> dict[str, Any]:
+        """What differs between ranks: the RNG states and the env steps taken."""
+        return {"generator": self.generator.get_state(), "cpu_generator": self.cpu_generator.get_state(),
+                "env_steps": self.env_steps}
+
+    def load_rank_state(self, state: dict[str, Any]) -> None:
+        """Restore `rank_state()`; the envs start fresh episodes."""
         self.generator.set_state(state["generator"])
         self.cpu_generator.set_state(state["cpu_generator"])
-        self.iteration, self.env_steps = int(state["iteration"]), int(state["env_steps"])
+        self.env_steps = int(state["env_steps"])
         self.obs = None

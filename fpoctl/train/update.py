@@ -1,4 +1,7 @@
-"""The actor and critic updates of one iteration (minibatches x epochs), CleanRL style."""
+"""The actor and critic updates of one iteration (minibatches x epochs), CleanRL style.
+
+Under torchrun every gradient step averages the ranks' gradients (`Ranks.average_gradients`), and
+the ranks take or skip each step together, so their parameters stay identical."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import torch
 from torch import Tensor
 
 from fpoctl.train.config import FinetuneConfig
+from fpoctl.train.distributed import LOCAL, Ranks
 from fpoctl.train.fpo import FPOStats, fpo_loss
 from fpoctl.train.rollout import Rollout, take
 
@@ -29,7 +33,8 @@ def chunk_cfm_loss(policy: Any, rollout: Rollout, idx: Tensor, cfg: FinetuneConf
 def fpo_update(policy: Any, optimizer: torch.optim.Optimizer, rollout: Rollout, advantages: Tensor,
                cfg: FinetuneConfig, device: torch.device, generator: torch.Generator,
                on_minibatch: Callable[[int, int, FPOStats], None] | None = None,
-               on_nonfinite: Callable[[str], None] | None = None) -> dict[str, float]:
+               on_nonfinite: Callable[[str], None] | None = None, ranks: Ranks = LOCAL
+               ) -> dict[str, float]:
     """Epochs of minibatch steps on the clipped FPO surrogate; returns the mean diagnostics."""
     size = rollout.size
     mb = min(cfg.minibatch_size, size)
@@ -51,11 +56,12 @@ def fpo_update(policy: Any, optimizer: torch.optim.Optimizer, rollout: Rollout, 
             if on_minibatch:
                 on_minibatch(epoch, i, stats)
             optimizer.zero_grad(set_to_none=True)
-            finite = bool(torch.isfinite(stats.policy_loss))
+            finite = ranks.all_true(bool(torch.isfinite(stats.policy_loss)))
             if finite:
                 stats.policy_loss.backward()
+                ranks.average_gradients(params)
                 grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                finite = bool(torch.isfinite(grad_norm))
+                finite = bool(torch.isfinite(grad_norm))  # the same on every rank after averaging
             if not finite:
                 optimizer.zero_grad(set_to_none=True)
                 nan_streak += 1
@@ -71,7 +77,8 @@ def fpo_update(policy: Any, optimizer: torch.optim.Optimizer, rollout: Rollout, 
             for key in ("policy_loss", "ratio_mean", "clip_frac", "approx_kl", "cfm_loss"):
                 sums[key] = sums.get(key, 0.0) + float(getattr(stats, key).detach())
             ratio_max = max(ratio_max, float(stats.ratio_max))
-        if cfg.target_kl is not None and steps and sums["approx_kl"] / steps > cfg.target_kl:
+        kl = sums.get("approx_kl", 0.0) / max(steps, 1)
+        if cfg.target_kl is not None and ranks.mean(kl) > cfg.target_kl:
             break
     out = {f"fpo/{k}": v / max(steps, 1) for k, v in sums.items()}
     out["fpo/ratio_max"] = ratio_max
@@ -82,16 +89,17 @@ def fpo_update(policy: Any, optimizer: torch.optim.Optimizer, rollout: Rollout, 
 def fit_regression(params: list[Tensor], optimizer: torch.optim.Optimizer,
                    loss_fn: Callable[[Tensor], Tensor], size: int, *, epochs: int, minibatch: int,
                    max_grad_norm: float, generator: torch.Generator,
-                   after_step: Callable[[], None] | None = None) -> float:
+                   after_step: Callable[[], None] | None = None, ranks: Ranks = LOCAL) -> float:
     """Minibatch epochs of a critic regression; `loss_fn(idx)` gives the loss of rows idx."""
     total, count = 0.0, 0
     for _ in range(epochs):
         for idx in torch.randperm(size, generator=generator).split(min(minibatch, size)):
             loss = loss_fn(idx)
-            if not torch.isfinite(loss):
+            if not ranks.all_true(bool(torch.isfinite(loss))):
                 continue
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            ranks.average_gradients(params)
             torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
             optimizer.step()
             if after_step:

@@ -1,0 +1,51 @@
+"""`python -m fpoctl.jobs.supervisor --lock-fd N RUN_ID -- CMD...`: the leader of a detached job.
+
+It runs the worker command (holding the run lock for its whole life), forwards SIGTERM to it,
+and when it exits settles the run: a worker that died without recording its end (SIGKILL, OOM,
+a segfault in a simulator, a dead rank) leaves the run `failed` with that reason, not `running`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+from types import FrameType
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run CMD, wait for it, settle the run."""
+    parser = argparse.ArgumentParser(prog="python -m fpoctl.jobs.supervisor")
+    parser.add_argument("run_id", type=int)
+    parser.add_argument("--lock-fd", type=int, required=True)
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("no worker command after --")
+    forwarded: list[int] = []
+    child: subprocess.Popen[bytes] | None = None
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        forwarded.append(signum)
+        if child is not None:
+            child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # no terminal: Ctrl-C is never meant for a job
+    child = subprocess.Popen(command, pass_fds=(args.lock_fd,))
+    if forwarded:  # a stop that arrived while the child was being started
+        child.send_signal(signal.SIGTERM)
+    from fpoctl.jobs.launch import TORCHRUN, settle  # the store's imports, while the child starts
+    from fpoctl.settings import Settings
+
+    returncode = child.wait()
+    status = settle(Settings.resolve(), args.run_id, returncode, distributed=TORCHRUN in command,
+                    stop_requested=bool(forwarded))
+    print(f"[fpoctl] job of run {args.run_id} ended: {status} (exit code {returncode})", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
