@@ -25,7 +25,10 @@ SHARED = {"horizon": 1, "exec_steps": 1, "num_envs": 8, "rollout_chunks": 128, "
           "minibatch_size": 256, "actor_lr": 3e-4, "critic_lr": 1e-3, "gamma": 0.99,
           "gae_lambda": 0.95, "critic": "value", "critic_epochs": 10}
 VARIANTS = {
-    "FPO (flow, N_mc 8, clip 0.05)": ("flow", {"n_mc": 8, "clip_eps": 0.05, "explore_scale": 0.0}),
+    "FPO averaged (N_mc 8, clip 0.2)": ("flow", {"n_mc": 8, "ratio": "averaged", "clip_eps": 0.2,
+                                                 "explore_scale": 0.0}),
+    "FPO per-sample (N_mc 8, clip 0.2)": ("flow", {"n_mc": 8, "ratio": "per_sample", "clip_eps": 0.2,
+                                                   "explore_scale": 0.0}),
     "Gaussian PPO (clip 0.2)": ("gaussian", {"n_mc": 1, "ratio": "averaged", "clip_eps": 0.2,
                                              "loss_reduction": "sum"}),
 }
@@ -62,7 +65,7 @@ def main() -> None:
         final_eval = trainer.evaluate(16)
         results[name] = {"curve": curve, "eval_return": final_eval["eval/return"],
                          "seconds": time.perf_counter() - t0}
-        last = np.mean([r for _, r in curve[-3:]]) if curve else float("nan")
+        last = np.mean([r for _, r in curve[-3:]]) if curve else float("nan")  # episodes that ended
         print(f"{name:32s} return (last 3 iterations) {last:.1f}, zero-noise eval "
               f"{final_eval['eval/return']:.1f}, {time.perf_counter() - t0:.0f} s", flush=True)
     out = Path(__file__).with_name("results") / f"mujoco_dense_{args.task.split(':')[-1]}.json"
