@@ -136,8 +136,8 @@ def test_run_action_says_which_command_is_missing_or_calls_the_service() -> None
     assert not missing.available
     with pytest.raises(ActionUnavailable, match="needs `fpoctl stop RUN`"):
         missing.target()
-    no_function = RunAction("stop", "fpoctl stop RUN", "fpoctl.dash.fmt", "stop_run")
+    no_function = RunAction("stop", "fpoctl stop RUN", "fpoctl.fmt", "stop_run")
     with pytest.raises(ActionUnavailable):
         no_function.target()
-    present = RunAction("fmt", "-", "fpoctl.dash.fmt", "duration")
+    present = RunAction("fmt", "-", "fpoctl.fmt", "duration")
     assert present.available and present.target()(75) == "1m15s"

@@ -9,16 +9,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fpoctl.commands.common import (
-    ago,
-    console,
-    duration,
-    open_store,
-    print_json,
-    settings,
-    sparkline,
-)
+from fpoctl.commands.common import ago, console, open_store, print_json, settings
 from fpoctl.errors import FpoctlError
+from fpoctl.fmt import duration, sparkline
 from fpoctl.store import Run, Store, display_status
 
 app = typer.Typer(no_args_is_help=True, help="List, inspect and delete runs.")

@@ -14,10 +14,10 @@ from textual.widgets import Footer, Header, Static
 from fpoctl.dash import names as n
 from fpoctl.dash.data import Curve, RunInfo
 from fpoctl.dash.feeds import CompareFeed
-from fpoctl.dash.fmt import duration, number, percent
 from fpoctl.dash.messages import CompareUpdated, ReadFailed
 from fpoctl.dash.widgets.metric_plot import PALETTE, MetricPlot, PlotLine, legend
 from fpoctl.dash.widgets.run_header import STATUS_STYLE
+from fpoctl.fmt import duration, number, percent
 
 
 class CompareScreen(Screen[None]):

@@ -14,13 +14,13 @@ from textual.widgets import Footer, Header
 from fpoctl.dash import names as n
 from fpoctl.dash.data import Curve
 from fpoctl.dash.feeds import RunFeed
-from fpoctl.dash.fmt import number, percent
 from fpoctl.dash.messages import ReadFailed, RunUpdated
 from fpoctl.dash.screens.keys import RUN_BINDINGS, RunKeys
 from fpoctl.dash.widgets.events_log import EventsLog
 from fpoctl.dash.widgets.metric_plot import PALETTE, MetricPlot, PlotLine, legend
 from fpoctl.dash.widgets.metric_table import MetricTable
 from fpoctl.dash.widgets.run_header import RunHeader
+from fpoctl.fmt import number, percent
 
 BLUE, GREEN, ORANGE, RED, PURPLE = PALETTE[:5]
 BAND = "#2b6a8a"  # a darker BLUE for the Q +-std band

@@ -6,7 +6,7 @@ from rich.text import Text
 from textual.widgets import RichLog
 
 from fpoctl.dash.data import EventInfo
-from fpoctl.dash.fmt import duration
+from fpoctl.fmt import duration
 
 LEVEL_STYLE = {"error": "bold red", "warning": "yellow", "info": ""}
 

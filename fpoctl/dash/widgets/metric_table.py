@@ -9,8 +9,8 @@ from textual.app import RenderResult
 from textual.widget import Widget
 
 from fpoctl.dash.data import Curve
-from fpoctl.dash.fmt import number, sparkline
 from fpoctl.dash.names import LABELS
+from fpoctl.fmt import number, sparkline
 
 
 class MetricTable(Widget):

@@ -9,7 +9,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from fpoctl.dash.data import RunInfo
-from fpoctl.dash.fmt import duration, number, percent
+from fpoctl.fmt import duration, number, percent
 
 STATUS_STYLE = {"running": "green", "finished": "blue", "failed": "red", "stopped": "yellow",
                 "lost": "magenta", "queued": "dim"}

@@ -10,8 +10,8 @@ from textual.binding import Binding, BindingType
 from textual.widgets import DataTable
 
 from fpoctl.dash.data import RunInfo
-from fpoctl.dash.fmt import duration, number, percent
 from fpoctl.dash.widgets.run_header import STATUS_STYLE
+from fpoctl.fmt import duration, number, percent
 
 # column key -> (header, sort key)
 COLUMNS: dict[str, tuple[str, Callable[[RunInfo], Any]]] = {

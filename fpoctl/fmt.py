@@ -1,4 +1,4 @@
-"""Short text for numbers, durations and trends (the dashboard's own, no CLI imports)."""
+"""Short text for numbers, durations and trends, shared by the CLI and the dashboard."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def percent(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.0f}%"
 
 
-def sparkline(values: Sequence[float], width: int) -> str:
+def sparkline(values: Sequence[float], width: int = 40) -> str:
     """A unicode sparkline of `values` squeezed (by bucket means) into `width` cells."""
     if not values or width <= 0:
         return ""
