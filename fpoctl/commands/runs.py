@@ -11,7 +11,7 @@ from rich.table import Table
 
 from fpoctl.commands.common import ago, console, open_store, print_json, settings
 from fpoctl.errors import FpoctlError
-from fpoctl.fmt import duration, sparkline
+from fpoctl.fmt import duration, number, sparkline
 from fpoctl.store import Run, Store, display_status
 
 app = typer.Typer(no_args_is_help=True, help="List, inspect and delete runs.")
@@ -74,18 +74,24 @@ def list_runs(
         console.print("No runs yet. Start one with [bold]fpoctl finetune --task TASK[/].")
         return
     table = Table(box=None, header_style="bold")
-    for col in ("id", "name", "kind", "task", "policy", "status", "iter", "env steps",
-                "success", "best", "return", "elapsed", "created"):
-        table.add_column(col, justify="right" if col in ("id", "iter", "env steps") else "left")
+    cols = ["id", "name", "kind", "task", "policy", "status", "iter", "env steps", "success", "best",
+            "return", "elapsed", "created"]
+    if console.width < 140:  # narrow terminals: keep what identifies a run and how it is doing
+        cols = [c for c in cols if c not in ("kind", "policy", "env steps", "created")]
+    for col in cols:
+        table.add_column(col, justify="right" if col in ("id", "iter", "env steps") else "left",
+                         no_wrap=col in ("id", "status", "iter"))
     for r in rows:
         st = r["status"]
-        it = f"{r['step']}/{r['total_steps']}" if r["total_steps"] else str(r["step"])
-        table.add_row(
-            str(r["id"]), r["name"], r["kind"], r["task"], r["policy"],
-            f"[{STATUS_STYLE.get(st, '')}]{st}[/]", it,
-            _fmt(r["env_steps"]), _fmt(r["success"], pct=True), _fmt(r["best_success"], pct=True),
-            _fmt(r["return"]), duration(r["elapsed"]), ago(r["created"]),
-        )
+        cells = {
+            "id": str(r["id"]), "name": r["name"], "kind": r["kind"], "task": r["task"],
+            "policy": r["policy"], "status": f"[{STATUS_STYLE.get(st, '')}]{st}[/]",
+            "iter": f"{r['step']}/{r['total_steps']}" if r["total_steps"] else str(r["step"]),
+            "env steps": number(r["env_steps"]), "success": _fmt(r["success"], pct=True),
+            "best": _fmt(r["best_success"], pct=True), "return": _fmt(r["return"]),
+            "elapsed": duration(r["elapsed"]), "created": ago(r["created"]),
+        }
+        table.add_row(*(cells[c] for c in cols))
     console.print(table)
 
 
