@@ -58,6 +58,9 @@ def test_sft_then_finetune_then_eval(home: Path) -> None:
     with store_of(home) as store:
         (rec,) = store.evaluations()
         assert rec.run_id == 2 and rec.episodes == 10 and rec.task == "fast-goal"
+    # a policy for 4-d states on a task with 2-d states: one line, no tensor-shape traceback
+    assert_one_line_error(run_cli("eval", "2", "--task", "fast-bandit", "--episodes", "2"),
+                          "does not fit this task's observations")
 
 
 def test_resume_continues_from_the_last_checkpoint_without_duplicate_steps(home: Path) -> None:

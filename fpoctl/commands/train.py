@@ -184,7 +184,10 @@ def evaluate(
     source: Annotated[str, typer.Argument(help="A run (its best checkpoint), a pulled model or a folder.")],
     task: Annotated[str, typer.Option(help="Task to evaluate on.")],
     episodes: Annotated[int, typer.Option(help="Episodes.")] = 50,
-    exec_steps: Annotated[int, typer.Option(help="Env steps executed per action chunk.")] = 4,
+    obs_mode: Annotated[str | None, typer.Option(
+        help="state or pixels. [default: as the checkpoint was trained, else the task's]")] = None,
+    exec_steps: Annotated[int | None, typer.Option(
+        help="Env steps executed per action chunk. [default: as trained, else 4]")] = None,
     num_envs: Annotated[int, typer.Option(help="Parallel environments.")] = 16,
     workers: Annotated[bool, typer.Option(help="Environments in worker processes.")] = False,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
@@ -198,7 +201,8 @@ def evaluate(
     from fpoctl.train import runner
 
     result = runner.evaluate_policy(settings(ctx), source, task_name=task, episodes=episodes,
-                                    exec_steps=exec_steps, num_envs=num_envs, workers=workers,
+                                    obs_mode=obs_mode, exec_steps=exec_steps, num_envs=num_envs,
+                                    workers=workers,
                                     seed=seed, device=device)
     if json_:
         print_json(result)

@@ -19,7 +19,9 @@ import importlib.util
 import os
 import re
 import string
+import sys
 import time
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -102,6 +104,9 @@ def import_libero() -> Any:
         tmp.write_text("".join(f"{k}: {v}\n" for k, v in lines.items()))
         tmp.replace(config)  # atomic: several workers may race here
     os.environ["LIBERO_CONFIG_PATH"] = str(folder)
+    # robosuite logs three warnings on every import when it finds no private macro file; fpoctl
+    # needs none of its macros changed, so an empty one stands in (one per process, workers too).
+    sys.modules.setdefault("robosuite.macros_private", types.ModuleType("robosuite.macros_private"))
     import libero.libero as libero_pkg
 
     # hf-libero looks for assets in its own folder, then downloads them from the Hub; its

@@ -8,6 +8,22 @@ from typing import Any
 import numpy as np
 import torch
 
+from fpoctl.errors import FpoctlError
+
+
+def check_policy_fits(policy: Any, obs: dict[str, Any], d_env: int, device: torch.device | str) -> None:
+    """A clear error (not a tensor-shape traceback) when a policy does not fit a task's envs,
+    e.g. a policy trained on `state` observations evaluated on `pixels`."""
+    if policy.action_dim < d_env:
+        raise FpoctlError(f"the policy acts in {policy.action_dim} dims but the task needs {d_env}")
+    try:
+        with torch.no_grad():
+            policy.critic_features(policy.prepare(obs, device))
+    except (RuntimeError, ValueError, KeyError) as exc:
+        shapes = {k: list(np.shape(v)[1:]) for k, v in obs.items() if not isinstance(v, list)}
+        raise FpoctlError(f"the policy does not fit this task's observations {shapes} "
+                          f"(another obs_mode?): {str(exc).splitlines()[0]}") from None
+
 
 @torch.no_grad()
 def evaluate(policy: Any, venv: Any, episodes: int, *, exec_steps: int, flow_steps: int = 10,
@@ -22,6 +38,7 @@ def evaluate(policy: Any, venv: Any, episodes: int, *, exec_steps: int, flow_ste
     d_env = venv.single_action_space.shape[0]
     gen = torch.Generator(device).manual_seed(seed)
     obs = venv.reset(seed=seed)
+    check_policy_fits(policy, obs, d_env, device)
     for _ in range(max_chunks):
         if all(len(done_eps[i]) >= quota[i] for i in range(n)):
             break

@@ -295,16 +295,27 @@ def sft(settings: Settings, cfg: SFTConfig, *, name: str | None = None,
         return result
 
 
+def training_config(policy_folder: Path) -> dict[str, Any]:
+    """The resolved config a checkpoint was trained with ({} for folders not written by fpoctl)."""
+    meta = policy_folder.parent / "meta.json"
+    if policy_folder.name != "policy" or not meta.is_file():
+        return {}
+    return dict(ckpt.read_meta(policy_folder.parent).get("config") or {})
+
+
 def evaluate_policy(settings: Settings, source: str, *, task_name: str, episodes: int,
-                    obs_mode: str | None = None, exec_steps: int = 4, flow_steps: int = 10,
+                    obs_mode: str | None = None, exec_steps: int | None = None, flow_steps: int = 10,
                     num_envs: int = 16, workers: bool = False, seed: int = 0, device: str = "auto",
                     tokenizer: str | None = None) -> dict[str, float]:
     """Zero-noise evaluation of a run's best checkpoint, a pulled model or a folder; recorded in
-    the store's evaluations (and as `eval/*` metrics of the run when the source is a run)."""
+    the store's evaluations. obs_mode / exec_steps default to those the checkpoint was trained with."""
     settings.ensure_home()
     task = get_task(task_name)
     with Store(settings.db_url) as store:
         folder, run_id = resolve_source(store, source)
+        trained = training_config(folder)
+        obs_mode = obs_mode or trained.get("obs_mode")
+        exec_steps = exec_steps or trained.get("exec_steps") or 4
         dev = resolve_device(device)
         seed_everything(seed)
         policy = build_policy("", task, obs_mode, horizon=1, hidden=1, device=dev, init_folder=folder,

@@ -21,7 +21,7 @@ from fpoctl.envs import TaskSpec, make_vector_env
 from fpoctl.train.config import FinetuneConfig
 from fpoctl.train.critics import QEnsemble, ValueCritic
 from fpoctl.train.distributed import LOCAL, RANK_SEED_STRIDE, Ranks
-from fpoctl.train.evaluate import evaluate
+from fpoctl.train.evaluate import check_policy_fits, evaluate
 from fpoctl.train.fpo import chunk_gae
 from fpoctl.train.rollout import Rollout, collect_rollout, take
 from fpoctl.train.update import fit_regression, fpo_update
@@ -87,6 +87,7 @@ class FPOTrainer:
         cfg = self.cfg
         if self.obs is None:  # fresh envs (start, or after a resume)
             self.obs = self.venv.reset(seed=self.seed + 100_003 * self.iteration)
+            check_policy_fits(self.policy, self.obs, self.d_env, self.device)
         rollout, self.obs = collect_rollout(
             self.policy, self.venv, self.obs, chunks=cfg.rollout_chunks,
             exec_steps=self.exec_steps, d_env=self.d_env, n_mc=cfg.n_mc, gamma=cfg.gamma,
