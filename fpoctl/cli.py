@@ -80,6 +80,18 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
         sys.exit(130)
+    except OSError as exc:  # disk full, permissions, ...: the system's words, on one line
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except Exception as exc:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        if not isinstance(exc, SQLAlchemyError):
+            raise
+        cause = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        err_console.print(f"[red]error:[/] store: {escape(cause)} (is another process holding a "
+                          "write lock on the database?)", highlight=False, soft_wrap=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -106,6 +106,23 @@ def test_database_newer_than_code(home: Path) -> None:
     assert_one_line_error(run_cli("runs", "list"), "newer than this fpoctl")
 
 
+def test_locked_database_is_a_one_line_error(home: Path) -> None:
+    assert run_cli("sft", "--task", "fast-goal", "--expert", "2", "--steps", "5",
+                   "--set", "eval_episodes=1").returncode == 0
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1]); "
+         "c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(60)",
+         str(home / "fpoctl.db")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        proc = run_cli("runs", "rm", "1", "--yes", env={"FPOCTL_DB_BUSY_TIMEOUT_S": "1"})
+        assert_one_line_error(proc, "database is locked")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run_cli("runs", "show", "1").returncode == 0  # nothing lost
+
+
 def test_bad_database_url(home: Path) -> None:
     assert_one_line_error(run_cli("--db", "nonsense://", "runs", "list"))
 

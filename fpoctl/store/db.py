@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,16 @@ from fpoctl.errors import StoreError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 BUSY_TIMEOUT_MS = 30_000
+"""How long a writer waits for SQLite's lock (FPOCTL_DB_BUSY_TIMEOUT_S overrides, in seconds)."""
+
+
+def busy_timeout_ms() -> int:
+    """The lock wait in milliseconds, from FPOCTL_DB_BUSY_TIMEOUT_S when set."""
+    raw = os.environ.get("FPOCTL_DB_BUSY_TIMEOUT_S")
+    try:
+        return int(float(raw) * 1000) if raw else BUSY_TIMEOUT_MS
+    except ValueError:
+        raise StoreError(f"FPOCTL_DB_BUSY_TIMEOUT_S must be a number of seconds, got {raw!r}") from None
 
 
 def alembic_config(connection: sa.Connection | None = None) -> Config:
@@ -44,7 +55,7 @@ def _sqlite_path(url: sa.URL) -> Path | None:
 
 def _set_sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None:
     cur = dbapi_conn.cursor()
-    cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    cur.execute(f"PRAGMA busy_timeout = {busy_timeout_ms()}")
     cur.execute("PRAGMA journal_mode = WAL")
     cur.execute("PRAGMA synchronous = NORMAL")
     cur.execute("PRAGMA foreign_keys = ON")
@@ -62,7 +73,7 @@ def make_engine(url: str) -> Engine:
         if not path.parent.exists():
             raise StoreError(f"the folder of the database does not exist: {path.parent}")
         engine = sa.create_engine(
-            parsed, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+            parsed, connect_args={"timeout": busy_timeout_ms() / 1000, "check_same_thread": False}
         )
         event.listen(engine, "connect", _set_sqlite_pragmas)
         return engine
