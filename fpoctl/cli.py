@@ -55,12 +55,12 @@ def root(
     ctx: typer.Context,
     home: Annotated[
         Path | None,
-        typer.Option(envvar="FPOCTL_HOME", help="Home folder: store and runs/<id>/. [default: ~/.fpoctl]"),
+        typer.Option(envvar="FPOCTL_HOME", help="Home folder: store and runs/<id>/. (default: ~/.fpoctl)"),
     ] = None,
     db_url: Annotated[
         str | None,
         typer.Option("--db", envvar="FPOCTL_DB",
-                     help="Store as an SQLAlchemy URL. [default: sqlite in the home]"),
+                     help="Store as an SQLAlchemy URL. (default: sqlite in the home)"),
     ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")

@@ -23,7 +23,7 @@ ForceOpt = Annotated[bool, typer.Option("--force", help="Start even on a GPU tha
 NNodesOpt = Annotated[int, typer.Option(help="torchrun --nnodes: machines in the job.")]
 NodeRankOpt = Annotated[int, typer.Option(help="torchrun --node-rank of this machine (0 owns the run).")]
 MasterAddrOpt = Annotated[str | None, typer.Option(help="torchrun --master-addr: node 0's address.")]
-MasterPortOpt = Annotated[int | None, typer.Option(help="torchrun --master-port. [default: 29500]")]
+MasterPortOpt = Annotated[int | None, typer.Option(help="torchrun --master-port. (default: 29500)")]
 
 
 @contextmanager

@@ -30,9 +30,9 @@ if TYPE_CHECKING:  # the trainer imports torch: load it only when a command runs
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="A TOML file of config values.")]
 SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", help="Override one config value: key=value (repeatable), e.g. --set actor_lr=1e-5.")]
-NameOpt = Annotated[str | None, typer.Option(help="A name for the run. [default: TASK-KIND]")]
-SeedOpt = Annotated[int | None, typer.Option(help="Seed. [default: 0]")]
-DeviceOpt = Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N. [default: auto]")]
+NameOpt = Annotated[str | None, typer.Option(help="A name for the run. (default: TASK-KIND)")]
+SeedOpt = Annotated[int | None, typer.Option(help="Seed. (default: 0)")]
+DeviceOpt = Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N. (default: auto)")]
 ShowOpt = Annotated[bool, typer.Option(help="Print the resolved config with docs; do not run.")]
 
 
@@ -77,10 +77,10 @@ def summary(result: JobResult, kind: str) -> None:
 
 def finetune(
     ctx: typer.Context,
-    task: Annotated[str | None, typer.Option(help="Task (see `fpoctl tasks`). [default: fast-goal]")] = None,
-    policy: Annotated[str | None, typer.Option(help="mlp, pi0, pi0-tiny. [default: mlp]")] = None,
+    task: Annotated[str | None, typer.Option(help="Task (see `fpoctl tasks`). (default: fast-goal)")] = None,
+    policy: Annotated[str | None, typer.Option(help="mlp, pi0, pi0-tiny. (default: mlp)")] = None,
     init: Annotated[str | None, typer.Option(help="Start from a run, a pulled model or a folder.")] = None,
-    iterations: Annotated[int | None, typer.Option(help="Iterations. [default: 100]")] = None,
+    iterations: Annotated[int | None, typer.Option(help="Iterations. (default: 100)")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     name: NameOpt = None,
@@ -150,12 +150,12 @@ def _gpu_list(gpus: str | None) -> list[int] | None:
 
 def sft(
     ctx: typer.Context,
-    task: Annotated[str | None, typer.Option(help="Task. [default: fast-goal]")] = None,
+    task: Annotated[str | None, typer.Option(help="Task. (default: fast-goal)")] = None,
     demos: Annotated[str | None, typer.Option(help="Demonstrations .npz (see fpoctl/envs/demos.py).")] = None,
     expert: Annotated[int | None, typer.Option(help="Collect N scripted-expert episodes instead.")] = None,
     policy: Annotated[str | None, typer.Option(help="mlp, pi0-tiny, or a run/model/folder to start from.")
                       ] = None,
-    steps: Annotated[int | None, typer.Option(help="Gradient steps. [default: 2000]")] = None,
+    steps: Annotated[int | None, typer.Option(help="Gradient steps. (default: 2000)")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     name: NameOpt = None,
@@ -185,9 +185,9 @@ def evaluate(
     task: Annotated[str, typer.Option(help="Task to evaluate on.")],
     episodes: Annotated[int, typer.Option(help="Episodes.")] = 50,
     obs_mode: Annotated[str | None, typer.Option(
-        help="state or pixels. [default: as the checkpoint was trained, else the task's]")] = None,
+        help="state or pixels. (default: as the checkpoint was trained, else the task's)")] = None,
     exec_steps: Annotated[int | None, typer.Option(
-        help="Env steps executed per action chunk. [default: as trained, else 4]")] = None,
+        help="Env steps executed per action chunk. (default: as trained, else 4)")] = None,
     num_envs: Annotated[int, typer.Option(help="Parallel environments.")] = 16,
     workers: Annotated[bool, typer.Option(help="Environments in worker processes.")] = False,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
