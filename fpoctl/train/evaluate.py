@@ -3,6 +3,7 @@ success sharply): exactly N episodes, spread over the vector env's envs."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -12,9 +13,11 @@ import torch
 @torch.no_grad()
 def evaluate(policy: Any, venv: Any, episodes: int, *, exec_steps: int, flow_steps: int = 10,
              seed: int = 0, device: torch.device | str = "cpu",
-             zero_noise: bool = True, max_chunks: int = 100_000) -> dict[str, float]:
+             zero_noise: bool = True, max_chunks: int = 100_000,
+             all_done: Callable[[bool], bool] | None = None) -> dict[str, float]:
     """Success rate, mean return and length over `episodes` episodes (the first ones each env
-    finishes, up to its quota, so short episodes are not over-counted)."""
+    finishes, up to its quota, so short episodes are not over-counted). `all_done(done)`: whether
+    every rank is done (a sharded policy needs all ranks in each sampling call)."""
     n = venv.num_envs
     quota = np.full(n, episodes // n)
     quota[: episodes % n] += 1
@@ -23,7 +26,8 @@ def evaluate(policy: Any, venv: Any, episodes: int, *, exec_steps: int, flow_ste
     gen = torch.Generator(device).manual_seed(seed)
     obs = venv.reset(seed=seed)
     for _ in range(max_chunks):
-        if all(len(done_eps[i]) >= quota[i] for i in range(n)):
+        done = all(len(done_eps[i]) >= quota[i] for i in range(n))
+        if all_done(done) if all_done else done:
             break
         batch = policy.prepare(obs, device)
         b = len(next(iter(obs.values())))

@@ -1,0 +1,135 @@
+"""Sharded pi0-tiny on CPU ranks (FSDP2 over gloo) for tests/test_fsdp.py and bench/fsdp_memory.py:
+FPO steps on each rank's share of a synthetic batch (images, prompts, states), and a trainer's
+checkpoint -> resume round trip. `run_ranks` forks the ranks from the calling process."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.multiprocessing as mp
+from torch.distributed.tensor import DTensor
+
+from fpoctl.envs import get_task
+from fpoctl.train import checkpoint as ckpt
+from fpoctl.train import distributed
+from fpoctl.train.config import FinetuneConfig
+from fpoctl.train.distributed import LOCAL, Ranks
+from fpoctl.train.rollout import Rollout
+from fpoctl.train.sharding import full_weights, shard_policy
+from fpoctl.train.trainer import FPOTrainer
+from fpoctl.train.update import fpo_update
+from policies import flow
+from policies.registry import load_policy
+from tests.pi0_helpers import env_obs, tiny_policy
+from tests.test_train_resume import same
+
+CPU = torch.device("cpu")
+ROWS = 8  # chunks in the union batch; each of 2 ranks takes half
+CFG = FinetuneConfig(n_mc=3, minibatch_size=10**6, update_epochs=2, actor_lr=1e-3)
+
+
+def batch(tokenizer: Path) -> tuple[Rollout, torch.Tensor]:
+    """A synthetic rollout of ROWS chunks with images, prompts and states, and its advantages."""
+    policy = tiny_policy(tokenizer)
+    gen = torch.Generator().manual_seed(1)
+    obs = env_obs(ROWS, seed=2)
+    obs["prompt"] = [obs["prompt"][i % len(obs["prompt"])] for i in range(ROWS)]
+    h, d = policy.horizon, policy.action_dim
+    actions = torch.randn(ROWS, h, d, generator=gen)
+    t, noise = flow.sample_noise_and_time(actions, CFG.n_mc, generator=gen)
+    mask = torch.zeros(ROWS, h, d, dtype=torch.bool)
+    mask[:, :4, :7] = True
+    zeros = torch.zeros(1, ROWS)
+    rollout = Rollout(obs=obs, next_obs=obs, actions=actions, mask=mask, t=t, noise=noise,
+                      rewards=zeros, discounts=zeros, terminated=zeros.bool(), ended=zeros.bool())
+    return rollout, torch.randn(ROWS, generator=gen)
+
+
+def half(rollout: Rollout, adv: torch.Tensor, rank: int) -> tuple[Rollout, torch.Tensor]:
+    """Rank `rank`'s rows (the first or second half)."""
+    rows = slice(rank * ROWS // 2, (rank + 1) * ROWS // 2)
+    obs = {k: v[rows] for k, v in rollout.obs.items()}
+    return Rollout(obs=obs, next_obs=obs, actions=rollout.actions[rows], mask=rollout.mask[rows],
+                   t=rollout.t[rows], noise=rollout.noise[rows], rewards=rollout.rewards,
+                   discounts=rollout.discounts, terminated=rollout.terminated,
+                   ended=rollout.ended), adv[rows]
+
+
+def update(policy: Any, rollout: Rollout, adv: torch.Tensor, ranks: Ranks = LOCAL) -> dict[str, float]:
+    """fpo_update with Adam on the trainable parameters (sharded ones when the policy is)."""
+    opt = torch.optim.Adam([p for p in policy.parameters() if p.requires_grad], lr=CFG.actor_lr, eps=1e-5)
+    return fpo_update(policy, opt, rollout, adv, CFG, CPU, torch.Generator().manual_seed(3), ranks=ranks)
+
+
+def sharded_update(rank: int, ranks: Ranks, tokenizer: Path, out: Path, dtype: str) -> None:
+    """Shard, one update on this rank's share of the batch (all of it in a world of one), save the
+    gathered weights (rank 0) and this rank's bytes of parameters."""
+    policy = tiny_policy(tokenizer, scope="full", dtype=dtype)
+    shard_policy(policy, ranks, CPU)
+    data = batch(tokenizer)
+    update(policy, *(data if ranks.world == 1 else half(*data, rank)), ranks=ranks)
+    weights = full_weights(policy)
+    if rank == 0:
+        torch.save(weights, out / f"weights_{ranks.world}.pt")
+    torch.save(param_bytes(policy), out / f"bytes_{ranks.world}_{rank}.pt")
+
+
+def param_bytes(policy: torch.nn.Module) -> int:
+    """Bytes of parameters this rank holds (its shards when sharded)."""
+    local = [p.to_local() if isinstance(p, DTensor) else p for p in policy.parameters()]
+    return sum(t.numel() * t.element_size() for t in local)
+
+
+def _rank(rank: int, world: int, port: int, job: Callable[..., None], args: tuple) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    ranks = distributed.from_env()
+    try:
+        job(rank, ranks, *args)
+    finally:
+        ranks.close()
+
+
+def run_ranks(job: Callable[..., None], *args: Any, world: int = 2) -> None:
+    """Fork `world` ranks that each run `job(rank, ranks, *args)` in a gloo process group."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.start_processes(lambda i: _rank(i, world, port, job, args), nprocs=world, start_method="fork")
+
+
+def checkpoint_and_resume(rank: int, ranks: Ranks, tokenizer: Path, out: Path) -> None:
+    """A sharded trainer runs an iteration and checkpoints (gathered to rank 0); a second trainer
+    is built from that checkpoint, re-sharded, and both run the next iteration. Saves, per rank,
+    the weights and metrics of both and whether the re-gathered trainer states are equal."""
+    cfg = FinetuneConfig(task="fast-goal", policy="pi0-tiny", scope="full", shard="fsdp", num_envs=2,
+                         rollout_chunks=3, n_mc=2, minibatch_size=3, update_epochs=2, critic_epochs=1,
+                         critic_hidden=16, actor_lr=1e-3)
+    task = get_task(cfg.task)
+    original = FPOTrainer(cfg, tiny_policy(tokenizer, scope="full"), task, CPU, ranks=ranks)
+    original.train_iteration()
+    state, saved = original.state_dict(), original.saved_policy()
+    state["ranks"] = ranks.gather(original.rank_state())
+    if ranks.is_main:
+        ckpt.save_checkpoint(out / "ckpt", saved, state, {"step": 1})
+    ranks.all_true(True)  # the checkpoint is on disk
+
+    torch.manual_seed(123)  # a different fresh critic before loading
+    resumed = FPOTrainer(cfg, load_policy(out / "ckpt" / "policy", scope="full"), task, CPU, ranks=ranks)
+    loaded = ckpt.load_trainer_state(out / "ckpt")
+    resumed.load_state_dict(loaded)
+    resumed.load_rank_state(loaded["ranks"][rank])
+    same_state = same(resumed.state_dict(), original.state_dict())
+    original.obs = None  # the resumed trainer starts fresh episodes; so does the original
+    metrics = original.train_iteration(), resumed.train_iteration()
+    weights = full_weights(original.policy), full_weights(resumed.policy)
+    torch.save({"same_state": same_state, "metrics": metrics, "weights": weights}, out / f"resume_{rank}.pt")
+    original.close()
+    resumed.close()
+
