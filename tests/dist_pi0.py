@@ -24,6 +24,7 @@ from fpoctl.train.sharding import full_weights, shard_policy
 from fpoctl.train.trainer import FPOTrainer
 from fpoctl.train.update import fpo_update
 from policies import flow
+from policies.pi0 import gemma, siglip
 from policies.registry import load_policy
 from tests.pi0_helpers import env_obs, tiny_policy
 from tests.test_train_resume import same
@@ -133,3 +134,37 @@ def checkpoint_and_resume(rank: int, ranks: Ranks, tokenizer: Path, out: Path) -
     original.close()
     resumed.close()
 
+
+
+def whole_layers_per_call(rank: int, ranks: Ranks, tokenizer: Path, out: Path) -> None:
+    """Record, at every layer computation of a sharded cfm_loss (+ backward) and a sample call,
+    which layers hold whole (gathered) weights; then which do after both calls."""
+    policy = tiny_policy(tokenizer, scope="full")
+    shard_policy(policy, ranks, CPU)
+    pg = policy.paligemma_with_expert.paligemma.model
+    layers = {**{f"vision.{i}": m for i, m in enumerate(pg.vision_tower.vision_model.encoder.layers)},
+              **{f"lm.{i}": m for i, m in enumerate(policy.language_model.layers)},
+              **{f"expert.{i}": m for i, m in enumerate(policy.action_expert.layers)}}
+    names = {id(m): n for n, m in layers.items()}
+
+    def whole() -> set[str]:
+        return {n for n, m in layers.items() if not isinstance(next(m.parameters()), DTensor)}
+
+    calls: list[tuple[set[str], set[str]]] = []  # (layers computing, layers whole)
+    joint, vision_forward = gemma._joint_layer, siglip.SiglipEncoderLayer.forward
+
+    def joint_spy(stack_layers: Any, hiddens: Any, *args: Any) -> Any:
+        calls.append(({names[id(m)] for m, h in zip(stack_layers, hiddens, strict=True) if h is not None},
+                      whole()))
+        return joint(stack_layers, hiddens, *args)
+
+    def vision_spy(self: Any, x: torch.Tensor) -> torch.Tensor:
+        calls.append(({names[id(self)]}, whole()))
+        return vision_forward(self, x)
+
+    gemma._joint_layer, siglip.SiglipEncoderLayer.forward = joint_spy, vision_spy
+    rollout, _ = half(*batch(tokenizer), rank)
+    prepared = policy.prepare(rollout.obs, CPU)
+    policy.cfm_loss(prepared, rollout.actions, rollout.t, rollout.noise, rollout.mask).mean().backward()
+    policy.sample(prepared, steps=2)
+    torch.save({"calls": calls, "after": whole()}, out / f"whole_{rank}.pt")

@@ -16,7 +16,14 @@ from fpoctl.train import checkpoint as ckpt
 from fpoctl.train.sharding import advice
 from policies.registry import load_policy
 from tests.conftest import run_cli
-from tests.dist_pi0 import batch, checkpoint_and_resume, run_ranks, sharded_update, update
+from tests.dist_pi0 import (
+    batch,
+    checkpoint_and_resume,
+    run_ranks,
+    sharded_update,
+    update,
+    whole_layers_per_call,
+)
 from tests.pi0_helpers import one_torch_thread, tiny_policy, train_tokenizer
 
 
@@ -43,6 +50,21 @@ def test_a_sharded_update_equals_one_process_on_the_union_and_halves_the_paramet
     full = sum(v.numel() * v.element_size() for v in before.values())
     per_rank = [torch.load(tmp_path / f"bytes_2_{r}.pt") for r in (0, 1)]
     assert sum(per_rank) >= full and max(per_rank) <= full / 2 * 1.1  # each rank ~half (padding)
+
+
+def test_each_layer_is_whole_only_during_its_own_call(tmp_path: Path, tokenizer: Path) -> None:
+    run_ranks(whole_layers_per_call, tokenizer, tmp_path)
+    for rank in (0, 1):
+        record = torch.load(tmp_path / f"whole_{rank}.pt")
+        computed = [layers for layers, _ in record["calls"]]
+        # cfm_loss: vision layers, then the language model over the prefix, then the expert over
+        # the suffix; sample: the prefix once, then the expert at each of 2 Euler steps
+        vision, prefix = [{"vision.0"}, {"vision.1"}], [{"lm.0"}, {"lm.1"}]
+        suffix = [{"expert.0"}, {"expert.1"}]
+        assert computed == vision + prefix + suffix + vision + prefix + suffix * 2
+        for layers, whole in record["calls"]:
+            assert whole == layers, f"rank {rank}: computing {layers} with {whole} gathered"
+        assert record["after"] == set()  # everything resharded after the backward pass and sampling
 
 
 def test_bfloat16_shards_compute_in_bf16_on_float32_masters_the_same_on_one_or_two_ranks(

@@ -48,12 +48,14 @@ def shard_policy(policy: nn.Module, ranks: Ranks, device: torch.device) -> None:
                           f"{type(policy).__name__} is small enough to replicate: use shard=none")
     mesh = init_device_mesh(device.type, (ranks.world,))
     plan = units()
-    if any(dtype is not None for _, dtype in plan):
+    if any(dtype is not None for _, dtype, _ in plan):
         for param in policy.parameters():
             param.data = param.data.float()
-    for module, dtype in plan:
+    for module, dtype, methods in plan:
         mixed = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32) if dtype else None
         fully_shard(module, mesh=mesh, **({"mp_policy": mixed} if mixed else {}))
+        for method in methods:
+            register_fsdp_forward_method(module, method)
     fully_shard(policy, mesh=mesh)
     for name in FORWARD_METHODS:
         _register(policy, name)

@@ -66,22 +66,24 @@ class Pi0Policy(Pi0Model):
             if param.dtype != dtype:
                 param.data = param.data.to(dtype)
 
-    def shard_units(self) -> list[tuple[nn.Module, torch.dtype | None]]:
+    def shard_units(self) -> list[tuple[nn.Module, torch.dtype | None, tuple[str, ...]]]:
         """The blocks a sharded (FSDP2) run gathers one at a time, innermost first, each with the
-        dtype it computes in (None: its parameters' own): every vision-tower layer, every layer of
-        both Gemma stacks (bf16 with dtype="bfloat16"; their norms then are units of their own,
-        kept float32) and the expert's unused lm_head (so it is never gathered). The rest (token
-        embedding, projector, heads, final norms) is the root's."""
-        bf16 = self.config.dtype == "bfloat16"
-        units: list[tuple[nn.Module, torch.dtype | None]] = [
-            (layer, None) for layer in self.paligemma_with_expert.paligemma.model.vision_tower
-            .vision_model.encoder.layers]
+        dtype it computes in (None: its parameters' own) and the methods other than `forward` that
+        use its weights: every vision-tower layer, every layer of both Gemma stacks (bf16 with
+        dtype="bfloat16"; their norms then are units of their own, kept float32), the token
+        embedding, and the expert's unused lm_head (so it is never gathered). The root keeps the
+        rest: projector, heads, final norms, patch and position embeddings."""
+        low = torch.bfloat16 if self.config.dtype == "bfloat16" else None
+        pg = self.paligemma_with_expert.paligemma
+        units: list[tuple[nn.Module, torch.dtype | None, tuple[str, ...]]] = [
+            (layer, None, ()) for layer in pg.model.vision_tower.vision_model.encoder.layers]
         for stack in self._stacks():
             for layer in stack.layers:
-                if bf16:
-                    units += [(layer.input_layernorm, None), (layer.post_attention_layernorm, None)]
-                units.append((layer, torch.bfloat16 if bf16 else None))
-        units.append((self.paligemma_with_expert.gemma_expert.lm_head, None))
+                if low:
+                    units += [(layer.input_layernorm, None, ()), (layer.post_attention_layernorm, None, ())]
+                units.append((layer, low, ()))
+        units.append((pg.lm_head, low, ("embed",)))
+        units.append((self.paligemma_with_expert.gemma_expert.lm_head, None, ()))
         return units
 
     def set_trainable(self, scope: str) -> None:
