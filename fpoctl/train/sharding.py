@@ -2,8 +2,9 @@
 
 Each rank keeps 1/world of every policy parameter, of its gradient and of its Adam state; a block's
 full weights are gathered for its module call and freed right after (`fully_shard` on each block
-the policy names in `shard_units()`, then on the root for the rest). The trainer calls `sample`,
-`cfm_loss` and `critic_features`, never `forward`, so those are registered as FSDP forward methods.
+the policy names in `shard_units()`, with the dtype it computes in and its methods other than
+`forward`, then on the root for the rest). The trainer calls `sample`, `cfm_loss` and
+`critic_features`, never `forward`, so those are registered as FSDP forward methods of the root.
 FSDP reduce-scatters (averages) the gradients itself: `Ranks.average_gradients` skips sharded
 parameters and `clip_grad_norm` takes the norm over all ranks' shards. Checkpoints hold full
 tensors: the weights and the optimiser state are gathered to rank 0 (torch.distributed.checkpoint's
@@ -52,8 +53,8 @@ def shard_policy(policy: nn.Module, ranks: Ranks, device: torch.device) -> None:
         for param in policy.parameters():
             param.data = param.data.float()
     for module, dtype, methods in plan:
-        mixed = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32) if dtype else None
-        fully_shard(module, mesh=mesh, **({"mp_policy": mixed} if mixed else {}))
+        mixed = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32 if dtype else None)
+        fully_shard(module, mesh=mesh, mp_policy=mixed)
         for method in methods:
             register_fsdp_forward_method(module, method)
     fully_shard(policy, mesh=mesh)
