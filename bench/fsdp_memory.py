@@ -64,7 +64,7 @@ def measure_rank(rank: int, ranks: Ranks, tokenizer: Path, out: Path, shard: boo
     if shard:
         shard_policy(policy, ranks, CPU)
     optimizer = torch.optim.Adam([p for p in policy.parameters() if p.requires_grad], lr=1e-4)
-    rollout, adv = half(*batch(tokenizer), rank)
+    rollout, adv = half(*batch(), rank)
     fpo_update(policy, optimizer, rollout, adv, CFG, CPU, torch.Generator().manual_seed(0),
                ranks=ranks if shard else LOCAL)
     torch.save(held_bytes(policy, optimizer), out / f"{'fsdp' if shard else 'none'}_{rank}.pt")

@@ -24,7 +24,8 @@ from fpoctl.train.sharding import full_weights, shard_policy
 from fpoctl.train.trainer import FPOTrainer
 from fpoctl.train.update import fpo_update
 from policies import flow
-from policies.pi0 import gemma, siglip
+from policies.pi0 import Pi0Policy, gemma, siglip
+from policies.pi0.config import full_config
 from policies.registry import load_policy
 from tests.pi0_helpers import env_obs, tiny_policy
 from tests.test_train_resume import same
@@ -34,26 +35,25 @@ ROWS = 8  # chunks in the union batch; each of 2 ranks takes half
 CFG = FinetuneConfig(n_mc=3, minibatch_size=10**6, update_epochs=2, actor_lr=1e-3)
 
 
-def batch(tokenizer: Path) -> tuple[Rollout, torch.Tensor]:
-    """A synthetic rollout of ROWS chunks with images, prompts and states, and its advantages."""
-    policy = tiny_policy(tokenizer)
+def batch(rows: int = ROWS, horizon: int = 10, action_dim: int = 32) -> tuple[Rollout, torch.Tensor]:
+    """A synthetic rollout of `rows` chunks with images, prompts and states, and its advantages
+    (pi0-tiny's chunks by default)."""
     gen = torch.Generator().manual_seed(1)
-    obs = env_obs(ROWS, seed=2)
-    obs["prompt"] = [obs["prompt"][i % len(obs["prompt"])] for i in range(ROWS)]
-    h, d = policy.horizon, policy.action_dim
-    actions = torch.randn(ROWS, h, d, generator=gen)
+    obs = env_obs(rows, seed=2)
+    obs["prompt"] = [obs["prompt"][i % len(obs["prompt"])] for i in range(rows)]
+    actions = torch.randn(rows, horizon, action_dim, generator=gen)
     t, noise = flow.sample_noise_and_time(actions, CFG.n_mc, generator=gen)
-    mask = torch.zeros(ROWS, h, d, dtype=torch.bool)
+    mask = torch.zeros(rows, horizon, action_dim, dtype=torch.bool)
     mask[:, :4, :7] = True
-    zeros = torch.zeros(1, ROWS)
+    zeros = torch.zeros(1, rows)
     rollout = Rollout(obs=obs, next_obs=obs, actions=actions, mask=mask, t=t, noise=noise,
                       rewards=zeros, discounts=zeros, terminated=zeros.bool(), ended=zeros.bool())
-    return rollout, torch.randn(ROWS, generator=gen)
+    return rollout, torch.randn(rows, generator=gen)
 
 
 def half(rollout: Rollout, adv: torch.Tensor, rank: int) -> tuple[Rollout, torch.Tensor]:
     """Rank `rank`'s rows (the first or second half)."""
-    rows = slice(rank * ROWS // 2, (rank + 1) * ROWS // 2)
+    rows = slice(rank * rollout.size // 2, (rank + 1) * rollout.size // 2)
     obs = {k: v[rows] for k, v in rollout.obs.items()}
     return Rollout(obs=obs, next_obs=obs, actions=rollout.actions[rows], mask=rollout.mask[rows],
                    t=rollout.t[rows], noise=rollout.noise[rows], rewards=rollout.rewards,
@@ -61,19 +61,24 @@ def half(rollout: Rollout, adv: torch.Tensor, rank: int) -> tuple[Rollout, torch
                    ended=rollout.ended), adv[rows]
 
 
-def update(policy: Any, rollout: Rollout, adv: torch.Tensor, ranks: Ranks = LOCAL) -> dict[str, float]:
+def update(policy: Any, rollout: Rollout, adv: torch.Tensor, ranks: Ranks = LOCAL,
+           device: torch.device = CPU) -> dict[str, float]:
     """fpo_update with Adam on the trainable parameters (sharded ones when the policy is)."""
     opt = torch.optim.Adam([p for p in policy.parameters() if p.requires_grad], lr=CFG.actor_lr, eps=1e-5)
-    return fpo_update(policy, opt, rollout, adv, CFG, CPU, torch.Generator().manual_seed(3), ranks=ranks)
+    return fpo_update(policy, opt, rollout, adv, CFG, device, torch.Generator().manual_seed(3), ranks=ranks)
 
 
-def sharded_update(rank: int, ranks: Ranks, tokenizer: Path, out: Path, dtype: str) -> None:
+def sharded_update(rank: int, ranks: Ranks, tokenizer: Path, out: Path, dtype: str,
+                   device: str = "cpu") -> None:
     """Shard, one update on this rank's share of the batch (all of it in a world of one), save the
-    gathered weights (rank 0) and this rank's bytes of parameters."""
-    policy = tiny_policy(tokenizer, scope="full", dtype=dtype)
-    shard_policy(policy, ranks, CPU)
-    data = batch(tokenizer)
-    update(policy, *(data if ranks.world == 1 else half(*data, rank)), ranks=ranks)
+    gathered weights (rank 0) and this rank's bytes of parameters. On CUDA, rank r uses GPU r."""
+    dev = torch.device(device, rank) if device == "cuda" else torch.device(device)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    policy = tiny_policy(tokenizer, scope="full", dtype=dtype).to(dev)
+    shard_policy(policy, ranks, dev)
+    data = batch()
+    update(policy, *(data if ranks.world == 1 else half(*data, rank)), ranks=ranks, device=dev)
     weights = full_weights(policy)
     if rank == 0:
         torch.save(weights, out / f"weights_{ranks.world}.pt")
@@ -97,12 +102,13 @@ def _rank(rank: int, world: int, port: int, job: Callable[..., None], args: tupl
         ranks.close()
 
 
-def run_ranks(job: Callable[..., None], *args: Any, world: int = 2) -> None:
-    """Fork `world` ranks that each run `job(rank, ranks, *args)` in a gloo process group."""
+def run_ranks(job: Callable[..., None], *args: Any, world: int = 2, start_method: str = "fork") -> None:
+    """Start `world` ranks that each run `job(rank, ranks, *args)` in a process group (gloo; NCCL
+    too with CUDA, where the ranks must be spawned, not forked)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mp.start_processes(lambda i: _rank(i, world, port, job, args), nprocs=world, start_method="fork")
+    mp.start_processes(_rank, args=(world, port, job, args), nprocs=world, start_method=start_method)
 
 
 def checkpoint_and_resume(rank: int, ranks: Ranks, tokenizer: Path, out: Path) -> None:
@@ -163,8 +169,22 @@ def whole_layers_per_call(rank: int, ranks: Ranks, tokenizer: Path, out: Path) -
         return vision_forward(self, x)
 
     gemma._joint_layer, siglip.SiglipEncoderLayer.forward = joint_spy, vision_spy
-    rollout, _ = half(*batch(tokenizer), rank)
+    rollout, _ = half(*batch(), rank)
     prepared = policy.prepare(rollout.obs, CPU)
     policy.cfm_loss(prepared, rollout.actions, rollout.t, rollout.noise, rollout.mask).mean().backward()
     policy.sample(prepared, steps=2)
     torch.save({"calls": calls, "after": whole()}, out / f"whole_{rank}.pt")
+
+
+def full_size_step(rank: int, ranks: Ranks, tokenizer: Path, out: Path) -> None:
+    """The full-size pi0 (random weights, bf16 compute) sharded over the GPUs: one FPO update on
+    2 chunks per rank; saves this rank's parameter bytes and peak CUDA memory."""
+    device = torch.device("cuda", rank)
+    torch.cuda.set_device(device)
+    torch.manual_seed(0)
+    policy = Pi0Policy.create(full_config(dtype="bfloat16"), tokenizer=tokenizer, scope="full", device=device)
+    shard_policy(policy, ranks, device)
+    torch.cuda.reset_peak_memory_stats(device)
+    metrics = update(policy, *batch(rows=2, horizon=policy.horizon), ranks=ranks, device=device)
+    torch.save({"param_bytes": param_bytes(policy), "peak": torch.cuda.max_memory_allocated(device),
+                "updates": metrics["fpo/updates"]}, out / f"full_{rank}.pt")

@@ -40,7 +40,7 @@ def test_a_sharded_update_equals_one_process_on_the_union_and_halves_the_paramet
     with one_torch_thread():
         reference = tiny_policy(tokenizer, scope="full")
         before = {k: v.clone() for k, v in reference.state_dict().items()}
-        update(reference, *batch(tokenizer))
+        update(reference, *batch())
     moved = 0
     for name, value in reference.state_dict().items():
         assert sharded[name].dtype == value.dtype
