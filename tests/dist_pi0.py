@@ -69,13 +69,13 @@ def update(policy: Any, rollout: Rollout, adv: torch.Tensor, ranks: Ranks = LOCA
 
 
 def sharded_update(rank: int, ranks: Ranks, tokenizer: Path, out: Path, dtype: str,
-                   device: str = "cpu") -> None:
+                   device: str = "cpu", scope: str = "full") -> None:
     """Shard, one update on this rank's share of the batch (all of it in a world of one), save the
     gathered weights (rank 0) and this rank's bytes of parameters. On CUDA, rank r uses GPU r."""
     dev = torch.device(device, rank) if device == "cuda" else torch.device(device)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
-    policy = tiny_policy(tokenizer, scope="full", dtype=dtype).to(dev)
+    policy = tiny_policy(tokenizer, scope=scope, dtype=dtype).to(dev)
     shard_policy(policy, ranks, dev)
     data = batch()
     update(policy, *(data if ranks.world == 1 else half(*data, rank)), ranks=ranks, device=dev)

@@ -35,7 +35,8 @@ class LoRALinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         y = F.linear(x, self.weight)
-        delta = F.linear(F.linear(x.float(), self.lora_a), self.lora_b) * self.scale
+        # .float(): a sharded bf16 run gathers the adapters in bf16; they still compute in float32
+        delta = F.linear(F.linear(x.float(), self.lora_a.float()), self.lora_b.float()) * self.scale
         return y + delta.to(y.dtype)
 
 
