@@ -88,11 +88,6 @@ def _register(policy: nn.Module, name: str) -> None:
     setattr(policy, name, call)
 
 
-def is_sharded(policy: nn.Module) -> bool:
-    """True when `shard_policy` sharded this policy."""
-    return any(isinstance(p, DTensor) for p in policy.parameters())
-
-
 def clip_grad_norm(params: Iterable[Tensor], max_norm: float) -> Tensor:
     """`clip_grad_norm_` that also takes sharded gradients: their norm is the norm over all
     ranks' shards (the same number on every rank). Returns the norm before clipping."""
