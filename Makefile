@@ -52,6 +52,7 @@ bench: $(VENV)/.stamp-sim      ## benchmarks in bench/ (numbers, not pass/fail)
 	$(PY) bench/pi0_bench.py
 	$(PY) bench/hub_bench.py
 	$(PY) bench/kill_resume.py --json bench/results/kill_resume.json
+	$(PY) bench/fsdp_memory.py --json bench/results/fsdp_memory.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .demo .bench

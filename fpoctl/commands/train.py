@@ -110,6 +110,7 @@ def finetune(
       fpoctl finetune --task fast-goal --init 3 --iterations 40
       fpoctl finetune --task libero-spatial --policy pi0 --init pi0-libero --set actor_lr=1e-5
       fpoctl finetune --gpus 0,1,2,3 ...      # 4 ranks under torchrun, gradients averaged
+      fpoctl finetune --gpus 0,1,2,3 --set scope=full --set shard=fsdp ...  # all of pi0, sharded
       fpoctl finetune --foreground --iterations 20
     Every config key (`--set key=value`) with its meaning and value: add `--show-config`.
     On nodes 1.. of a multi-node job: the same command with --node-rank K (joins node 0's run).

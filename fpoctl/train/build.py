@@ -13,6 +13,7 @@ from fpoctl.envs import TaskSpec
 from fpoctl.errors import FpoctlError, NotFoundError
 from fpoctl.store import Store
 from policies.checkpoint import read_policy_type
+from policies.pi0.config import CONFIG_PRESETS
 from policies.registry import PolicyError, make_policy
 
 
@@ -58,11 +59,17 @@ def resolve_source(store: Store, ref: str) -> tuple[Path, int | None]:
 
 def build_policy(name: str, task: TaskSpec, obs_mode: str | None, *, horizon: int, hidden: int,
                  device: torch.device, init_folder: Path | None = None,
-                 tokenizer: str | None = None) -> Any:
-    """A policy on `device`: loaded from `init_folder`, else fresh by name."""
+                 tokenizer: str | None = None, scope: str = "expert") -> Any:
+    """A policy on `device`: loaded from `init_folder`, else fresh by name. `scope`: pi0's
+    trainable parameters (other policies train everything)."""
     try:
+        is_pi0 = read_policy_type(init_folder)[0] == "pi0" if init_folder else name in CONFIG_PRESETS
+        if scope != "expert" and not is_pi0:
+            raise FpoctlError(f"scope={scope} applies to pi0 only")
         if init_folder is not None:
-            kwargs = {"tokenizer": tokenizer} if tokenizer else {}
+            kwargs: dict[str, Any] = {"tokenizer": tokenizer} if tokenizer else {}
+            if is_pi0:
+                kwargs["scope"] = scope
             policy = make_policy(init_folder, **kwargs)
         elif name in ("mlp", "gaussian"):
             env = task.make_env(obs_mode, seed=0)
@@ -74,7 +81,7 @@ def build_policy(name: str, task: TaskSpec, obs_mode: str | None, *, horizon: in
             policy = make_policy(name, obs_dim=obs_dim, action_dim=action_dim, horizon=horizon,
                                  hidden=hidden)
         else:
-            policy = make_policy(name, **({"tokenizer": tokenizer} if tokenizer else {}))
+            policy = make_policy(name, scope=scope, **({"tokenizer": tokenizer} if tokenizer else {}))
     except PolicyError as exc:
         raise FpoctlError(str(exc)) from None
     return policy.to(device)

@@ -34,6 +34,9 @@ class FinetuneConfig:
     """Extra keyword arguments for the task's env, e.g. {"image_size": 128, "max_steps": 100}."""
     tokenizer: str | None = None
     """pi0 prompt tokenizer (a SentencePiece .model file) when the checkpoint carries none."""
+    scope: str = "expert"
+    """pi0's trainable parameters: "expert" (action expert + heads), "full" (everything; with
+    --nproc > 1 set shard="fsdp"), "lora" (adapters on both transformers + heads)."""
     seed: int = 0
     """Seed for torch, numpy and the envs."""
     device: str = "auto"
@@ -42,6 +45,9 @@ class FinetuneConfig:
     """GPUs the job holds, one per rank (from `--gpus` or the device; filled in at launch)."""
     nproc: int = 1
     """Training processes (ranks) per node under torchrun: own envs and seed, averaged gradients."""
+    shard: str = "none"
+    """Learner across ranks: "none" (a full replica per rank) or "fsdp" (FSDP2: each rank holds
+    1/N of the weights, gradients and Adam state; use it for pi0 with scope="full")."""
     cpu_threads: int = 1
     """torch intra-op threads on the CPU (small policies are fastest on one; 0 = torch's default)."""
     iterations: int = 100

@@ -5,7 +5,8 @@ gradients of all ranks before clipping, so the parameters stay identical on ever
 step equals a single-process step on the union of the ranks' minibatches (equal sizes).
 Why not DDP: DDP synchronises through hooks prepared in `forward()`, but the trainer drives the
 policy through methods (`cfm_loss`, `sample`, `critic_features`); an explicit all-reduce covers
-actor and critics alike and lets the ranks agree on skipping a non-finite step.
+actor and critics alike and lets the ranks agree on skipping a non-finite step. With
+`shard = "fsdp"` the policy is sharded instead (`sharding.py`) and FSDP averages its gradients.
 `LOCAL` (one process) turns every collective into a no-op, so single-process code is unchanged.
 """
 
@@ -21,6 +22,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import Tensor
+from torch.distributed.tensor import DTensor
 
 from fpoctl.errors import FpoctlError
 
@@ -50,11 +52,14 @@ class Ranks:
 
     def average_gradients(self, params: Iterable[Tensor], bucket_numel: int = 1 << 26) -> None:
         """Replace each parameter's gradient by its mean over ranks (a missing one counts as 0);
-        gradients travel in flat buckets of one device and dtype, at most `bucket_numel` long."""
+        gradients travel in flat buckets of one device and dtype, at most `bucket_numel` long.
+        Sharded (FSDP) parameters are skipped: FSDP has averaged their gradients already."""
         if self.world == 1:
             return
         buckets: dict[tuple[torch.device, torch.dtype], list[list[Tensor]]] = {}
         for p in params:
+            if isinstance(p, DTensor):
+                continue
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
             groups = buckets.setdefault((p.grad.device, p.grad.dtype), [[]])

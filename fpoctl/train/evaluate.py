@@ -3,6 +3,7 @@ success sharply): exactly N episodes, spread over the vector env's envs."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -28,9 +29,11 @@ def check_policy_fits(policy: Any, obs: dict[str, Any], d_env: int, device: torc
 @torch.no_grad()
 def evaluate(policy: Any, venv: Any, episodes: int, *, exec_steps: int, flow_steps: int = 10,
              seed: int = 0, device: torch.device | str = "cpu",
-             zero_noise: bool = True, max_chunks: int = 100_000) -> dict[str, float]:
+             zero_noise: bool = True, max_chunks: int = 100_000,
+             all_done: Callable[[bool], bool] | None = None) -> dict[str, float]:
     """Success rate, mean return and length over `episodes` episodes (the first ones each env
-    finishes, up to its quota, so short episodes are not over-counted)."""
+    finishes, up to its quota, so short episodes are not over-counted). `all_done(done)`: whether
+    every rank is done (a sharded policy needs all ranks in each sampling call)."""
     n = venv.num_envs
     quota = np.full(n, episodes // n)
     quota[: episodes % n] += 1
@@ -40,7 +43,8 @@ def evaluate(policy: Any, venv: Any, episodes: int, *, exec_steps: int, flow_ste
     obs = venv.reset(seed=seed)
     check_policy_fits(policy, obs, d_env, device)
     for _ in range(max_chunks):
-        if all(len(done_eps[i]) >= quota[i] for i in range(n)):
+        done = all(len(done_eps[i]) >= quota[i] for i in range(n))
+        if all_done(done) if all_done else done:
             break
         batch = policy.prepare(obs, device)
         b = len(next(iter(obs.values())))

@@ -27,6 +27,7 @@ from fpoctl.errors import FpoctlError
 from fpoctl.settings import Settings
 from fpoctl.store import Run, Store
 from fpoctl.train import checkpoint as ckpt
+from fpoctl.train import sharding
 from fpoctl.train.build import (
     build_policy,
     git_revision,
@@ -43,6 +44,7 @@ from fpoctl.train.record import CheckpointKeeper, RunRecord
 from fpoctl.train.sft import train_sft
 from fpoctl.train.trainer import FPOTrainer
 from fpoctl.train.update import NonFiniteLoss
+from policies.pi0.policy import SCOPES
 from policies.registry import POLICY_NAMES
 
 # progress(iteration, total, metrics) — the CLI renders it with rich.
@@ -86,6 +88,10 @@ def new_finetune_run(store: Store, cfg: FinetuneConfig, name: str | None = None)
     """Check the input (task, device, init) before a run exists, then insert it (queued)."""
     get_task(cfg.task)
     resolve_device(cfg.device)
+    if cfg.shard not in sharding.SHARD_MODES:
+        raise FpoctlError(f"shard must be one of {', '.join(sharding.SHARD_MODES)}, got {cfg.shard!r}")
+    if cfg.scope not in SCOPES:
+        raise FpoctlError(f"scope must be one of {', '.join(SCOPES)}, got {cfg.scope!r}")
     if cfg.init:
         resolve_init(store, cfg.init)
     return create_run(store, "finetune", cfg, name, total_steps=cfg.iterations)
@@ -147,7 +153,7 @@ def _train(store: Store, settings: Settings, run: Run, cfg: FinetuneConfig, rank
             ckpt.verify_checkpoint(Path(last.path), last.sha256)
             init = Path(last.path) / "policy"
         policy = build_policy(cfg.policy, task, cfg.obs_mode, horizon=cfg.horizon, hidden=cfg.hidden,
-                              device=device, init_folder=init,
+                              device=device, init_folder=init, scope=cfg.scope,
                               tokenizer=tokenizer_for(settings.home, init, cfg.tokenizer))
         trainer = FPOTrainer(cfg, policy, task, device, ranks=ranks,
                              on_event=lambda lvl, kind, msg: record.event(msg, level=lvl, kind=kind))
@@ -161,8 +167,12 @@ def _train(store: Store, settings: Settings, run: Run, cfg: FinetuneConfig, rank
             record.event("resumed with no checkpoint: starting over", kind="resume")
         if ranks.world > 1:
             pids = ", ".join(f"{host}:{pid}" for host, pid in ranks.gather(_where()))
-            record.event(f"torchrun: {ranks.world} ranks (pids {pids})", kind="ranks")
-        if trainer.iteration == 0 and ranks.is_main:
+            record.event(f"torchrun: {ranks.world} ranks (pids {pids})"
+                         + (", policy sharded (FSDP2)" if trainer.sharded else ""), kind="ranks")
+        if note := sharding.advice(policy, cfg.shard, ranks.world):
+            record.event(note, level="warning", kind="ranks")
+        evaluates = ranks.is_main or trainer.sharded  # a sharded policy samples on every rank
+        if trainer.iteration == 0 and evaluates:
             result.before = trainer.evaluate()
             record.log(0, result.before)
             record.event(f"prior: success {result.before['eval/success_rate']:.0%}", kind="eval")
@@ -172,7 +182,7 @@ def _train(store: Store, settings: Settings, run: Run, cfg: FinetuneConfig, rank
                     raise StopRequested
                 metrics = combine_metrics(ranks.gather(trainer.train_iteration()))
                 it = trainer.iteration
-                if ranks.is_main and (it % cfg.eval_every == 0 or it == cfg.iterations):
+                if evaluates and (it % cfg.eval_every == 0 or it == cfg.iterations):
                     metrics.update(trainer.evaluate())
                     record.event(f"eval at {it}: success {metrics['eval/success_rate']:.0%}",
                                  kind="eval")
@@ -220,10 +230,10 @@ def _where() -> tuple[str, int]:
 def _checkpoint(record: RunRecord, trainer: FPOTrainer, ranks: Ranks, metrics: dict[str, float],
                 cfg: FinetuneConfig) -> str | None:
     """Every rank hands its RNG state to rank 0, which writes the checkpoint."""
-    state = trainer.state_dict()
+    state, policy = trainer.state_dict(), trainer.saved_policy()
     if ranks.world > 1:
         state["ranks"] = ranks.gather(trainer.rank_state())
-    return record.checkpoint(trainer.iteration, trainer.policy, state, metrics, as_dict(cfg))
+    return record.checkpoint(trainer.iteration, policy, state, metrics, as_dict(cfg))
 
 
 def _restore(trainer: FPOTrainer, folder: Path, ranks: Ranks) -> int:

@@ -4,7 +4,8 @@ Maps onto DESIGN.md "FPO": (1) `collect_rollout` stores each chunk with N_mc (t,
 (2-3) `fpo_update` forms the ratio from CFM-loss differences and the clipped surrogate; (4) the
 critic gives GAE advantages (value network, or the Q-ensemble with min-of-targets TD);
 (5) masks keep only executed steps and used dims; (6) exploration noise in the sampler, zero noise
-at evaluation. Under torchrun each rank has its own envs and seed; see `distributed.py`.
+at evaluation. Under torchrun each rank has its own envs and seed; see `distributed.py` (and
+`sharding.py` for `shard = "fsdp"`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,13 @@ from fpoctl.train.distributed import LOCAL, RANK_SEED_STRIDE, Ranks
 from fpoctl.train.evaluate import check_policy_fits, evaluate
 from fpoctl.train.fpo import chunk_gae
 from fpoctl.train.rollout import Rollout, collect_rollout, take
+from fpoctl.train.sharding import (
+    GatheredPolicy,
+    full_optimizer_state,
+    full_weights,
+    load_full_optimizer_state,
+    shard_policy,
+)
 from fpoctl.train.update import fit_regression, fpo_update
 
 EventFn = Callable[[str, str, str], None]  # (level, kind, message)
@@ -54,6 +62,9 @@ class FPOTrainer:
             critic_params = list(self.critic.critics.parameters())
         self.critic.to(device)
         ranks.broadcast_([*policy.state_dict().values(), *self.critic.state_dict().values()])
+        self.sharded = cfg.shard == "fsdp" and ranks.world > 1
+        if self.sharded:
+            shard_policy(policy, ranks, device)
         self.critic_params = critic_params
         self.actor_opt = torch.optim.Adam([p for p in policy.parameters() if p.requires_grad],
                                           lr=cfg.actor_lr, eps=1e-5)
@@ -188,7 +199,8 @@ class FPOTrainer:
 
     # -- evaluation ---------------------------------------------------------------------
     def evaluate(self, episodes: int | None = None) -> dict[str, float]:
-        """Zero-noise evaluation on a separate vector env (kept between evaluations)."""
+        """Zero-noise evaluation on a separate vector env (kept between evaluations). Sharded:
+        every rank runs the same evaluation in step (rank 0's result is the one recorded)."""
         cfg = self.cfg
         if self._eval_venv is None:
             self._eval_venv = make_vector_env(self.task, min(cfg.num_envs, cfg.eval_episodes),
@@ -196,7 +208,8 @@ class FPOTrainer:
                                               workers=cfg.workers, **(cfg.env_kwargs or {}))
         return evaluate(self.policy, self._eval_venv, episodes or cfg.eval_episodes,
                         exec_steps=self.exec_steps, flow_steps=cfg.flow_steps,
-                        seed=cfg.seed + 7_777, device=self.device)
+                        seed=cfg.seed + 7_777, device=self.device,
+                        all_done=self.ranks.all_true if self.sharded else None)
 
     def close(self) -> None:
         """Close the envs."""
@@ -205,16 +218,27 @@ class FPOTrainer:
             self._eval_venv.close()
 
     # -- checkpoint state (weights of the policy are saved by the policy itself) ---------
+    def saved_policy(self) -> Any:
+        """What a checkpoint saves of the policy: the policy, or when sharded its full weights
+        gathered to rank 0 (every rank must call this)."""
+        return GatheredPolicy(self.policy, full_weights(self.policy)) if self.sharded else self.policy
+
     def state_dict(self) -> dict[str, Any]:
-        """Critic, optimisers, counters, and this rank's RNG and env-step count."""
-        return {"critic": self.critic.state_dict(), "actor_opt": self.actor_opt.state_dict(),
+        """Critic, optimisers, counters, and this rank's RNG and env-step count. Sharded: the
+        actor optimiser's full state by parameter name, on rank 0 (every rank must call this)."""
+        actor_opt = full_optimizer_state(self.policy, self.actor_opt) if self.sharded \
+            else self.actor_opt.state_dict()
+        return {"critic": self.critic.state_dict(), "actor_opt": actor_opt,
                 "critic_opt": self.critic_opt.state_dict(), "iteration": self.iteration,
                 **self.rank_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what `state_dict` returned; the envs start fresh episodes."""
         self.critic.load_state_dict(state["critic"])
-        self.actor_opt.load_state_dict(state["actor_opt"])
+        if self.sharded:
+            load_full_optimizer_state(self.policy, self.actor_opt, state["actor_opt"])
+        else:
+            self.actor_opt.load_state_dict(state["actor_opt"])
         self.critic_opt.load_state_dict(state["critic_opt"])
         self.iteration = int(state["iteration"])
         self.load_rank_state(state)

@@ -1,7 +1,8 @@
 """The actor and critic updates of one iteration (minibatches x epochs), CleanRL style.
 
-Under torchrun every gradient step averages the ranks' gradients (`Ranks.average_gradients`), and
-the ranks take or skip each step together, so their parameters stay identical."""
+Under torchrun every gradient step averages the ranks' gradients (`Ranks.average_gradients`, or
+FSDP for a sharded policy), and the ranks take or skip each step together, so their parameters
+stay identical."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from fpoctl.train.config import FinetuneConfig
 from fpoctl.train.distributed import LOCAL, Ranks
 from fpoctl.train.fpo import FPOStats, fpo_loss
 from fpoctl.train.rollout import Rollout, take
+from fpoctl.train.sharding import clip_grad_norm
 
 
 class NonFiniteLoss(Exception):
@@ -60,7 +62,7 @@ def fpo_update(policy: Any, optimizer: torch.optim.Optimizer, rollout: Rollout, 
             if finite:
                 stats.policy_loss.backward()
                 ranks.average_gradients(params)
-                grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                grad_norm = clip_grad_norm(params, cfg.max_grad_norm)
                 finite = bool(torch.isfinite(grad_norm))  # the same on every rank after averaging
             if not finite:
                 optimizer.zero_grad(set_to_none=True)
@@ -100,7 +102,7 @@ def fit_regression(params: list[Tensor], optimizer: torch.optim.Optimizer,
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             ranks.average_gradients(params)
-            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+            clip_grad_norm(params, max_grad_norm)
             optimizer.step()
             if after_step:
                 after_step()

@@ -4,6 +4,8 @@ Each layer: every expert normalises its own tokens (RMSNorm, scale 1 + w, float3
 own q/k/v; the sequences are concatenated for ONE attention op (RoPE on positions, MQA, scale
 1/sqrt(head_dim)); each expert then applies its own o_proj, residual, RMSNorm, GeGLU MLP, residual.
 An expert whose input is None is skipped, and keys/values may come from a cache (the prefix).
+A joint layer is entered through a module call of each present expert's layer (`enter_joint_layer`),
+so wrappers that act on module calls (FSDP2 gathers a sharded layer's weights) see every use.
 """
 
 from __future__ import annotations
@@ -72,6 +74,15 @@ class GemmaDecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(spec.width)
         self.mlp = GemmaMLP(spec)
 
+    def forward(self, inner: Sequence[GemmaDecoderLayer], layers: Sequence[GemmaDecoderLayer],
+                hiddens: Sequence[Tensor | None], mask: Tensor, positions: Tensor,
+                past: tuple[Tensor, Tensor] | None) -> tuple[list[Tensor | None], tuple[Tensor, Tensor]]:
+        """One step into the joint layer `layers`: call the next present expert's layer (`inner`), or,
+        inside the last one, compute the layer. See `enter_joint_layer`."""
+        if inner:
+            return inner[0](inner[1:], layers, hiddens, mask, positions, past)
+        return _joint_layer(layers, hiddens, mask, positions, past)
+
 
 class GemmaModel(nn.Module):
     """A decoder stack without token embedding: `layers.N` and the final `norm`."""
@@ -133,6 +144,16 @@ def _joint_layer(layers: Sequence[GemmaDecoderLayer], hiddens: Sequence[Tensor |
     return outputs, new_kv
 
 
+def enter_joint_layer(layers: Sequence[GemmaDecoderLayer], hiddens: Sequence[Tensor | None], mask: Tensor,
+                      positions: Tensor, past: tuple[Tensor, Tensor] | None
+                      ) -> tuple[list[Tensor | None], tuple[Tensor, Tensor]]:
+    """`_joint_layer` run inside nested module calls of the present experts' layers (the first
+    calls the second, which computes): the joint op reads both experts' weights between its
+    projections, so each layer's call must span the whole joint layer. Absent experts are not called."""
+    present = [layer for layer, h in zip(layers, hiddens, strict=True) if h is not None]
+    return present[0](present[1:], layers, hiddens, mask, positions, past)
+
+
 def additive_mask(mask: Tensor) -> Tensor:
     """bool [B, Q, K] (True = may attend) -> additive float [B, 1, Q, K]."""
     zero = torch.zeros((), dtype=torch.float32, device=mask.device)
@@ -151,9 +172,9 @@ def joint_forward(stacks: Sequence[GemmaModel], hiddens: Sequence[Tensor | None]
         layers = [s.layers[i] for s in stacks]
         layer_past = None if past is None else past[i]
         if gradient_checkpointing and torch.is_grad_enabled():
-            hs, kv = checkpoint(_joint_layer, layers, hs, add_mask, positions, layer_past,
+            hs, kv = checkpoint(enter_joint_layer, layers, hs, add_mask, positions, layer_past,
                                 use_reentrant=False)
         else:
-            hs, kv = _joint_layer(layers, hs, add_mask, positions, layer_past)
+            hs, kv = enter_joint_layer(layers, hs, add_mask, positions, layer_past)
         cache.append(kv)
     return [None if h is None else s.norm(h) for s, h in zip(stacks, hs, strict=True)], cache

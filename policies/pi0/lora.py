@@ -35,13 +35,9 @@ class LoRALinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         y = F.linear(x, self.weight)
-        delta = F.linear(F.linear(x.float(), self.lora_a), self.lora_b) * self.scale
+        # .float(): a sharded bf16 run gathers the adapters in bf16; they still compute in float32
+        delta = F.linear(F.linear(x.float(), self.lora_a.float()), self.lora_b.float()) * self.scale
         return y + delta.to(y.dtype)
-
-    def merged_weight(self) -> Tensor:
-        """W + scale * B A in the weight's dtype."""
-        delta = self.scale * self.lora_b.float() @ self.lora_a.float()
-        return (self.weight.float() + delta).to(self.weight.dtype)
 
 
 def add_lora(stacks: list[nn.Module], rank: int, alpha: float) -> list[nn.Parameter]:
@@ -59,12 +55,14 @@ def add_lora(stacks: list[nn.Module], rank: int, alpha: float) -> list[nn.Parame
     return params
 
 
-def merged_state_dict(model: nn.Module) -> dict[str, Tensor]:
-    """`model.state_dict()` with every adapter folded into its weight and the adapter keys removed."""
-    state = model.state_dict()
+def merged_state_dict(model: nn.Module, state: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+    """`state` (default `model.state_dict()`) with every adapter of `model` folded into its weight
+    and the adapter keys removed."""
+    state = model.state_dict() if state is None else state
     for name, module in model.named_modules():
         if isinstance(module, LoRALinear):
             prefix = f"{name}." if name else ""
-            state[f"{prefix}weight"] = module.merged_weight().detach()
-            del state[f"{prefix}lora_a"], state[f"{prefix}lora_b"]
+            weight = state[f"{prefix}weight"]
+            delta = module.scale * state.pop(f"{prefix}lora_b").float() @ state.pop(f"{prefix}lora_a").float()
+            state[f"{prefix}weight"] = (weight.float() + delta).to(weight.dtype).detach()
     return state

@@ -67,13 +67,21 @@ class PaliGemmaModel(nn.Module):
         self.language_model = GemmaModel(config.vlm)
 
 
+class TiedLMHead(nn.Linear):
+    """PaliGemma's `lm_head`, whose weight doubles as the token embedding (pi0 never computes logits)."""
+
+    def embed(self, tokens: Tensor) -> Tensor:
+        """Token ids [B, L] -> embeddings [B, L, W] (not yet scaled)."""
+        return F.embedding(tokens, self.weight)
+
+
 class PaliGemma(nn.Module):
-    """`paligemma.model` and `paligemma.lm_head`; lm_head.weight doubles as the token embedding."""
+    """`paligemma.model` and `paligemma.lm_head` (the tied token embedding)."""
 
     def __init__(self, config: Pi0Config) -> None:
         super().__init__()
         self.model = PaliGemmaModel(config)
-        self.lm_head = nn.Linear(config.vlm.width, config.vocab_size, bias=False)
+        self.lm_head = TiedLMHead(config.vlm.width, config.vocab_size, bias=False)
 
 
 class GemmaForCausalLM(nn.Module):
@@ -145,8 +153,7 @@ class Pi0Model(nn.Module):
         images, img_valid = images[:, keep], img_valid[:, keep]
         tokens, tok_valid = batch["tokens"], batch["token_masks"]
         dtype = self._dtype_of(self.language_model)
-        embedding = self.paligemma_with_expert.paligemma.lm_head.weight
-        lang = F.embedding(tokens, embedding) * math.sqrt(embedding.shape[1])
+        lang = self.paligemma_with_expert.paligemma.lm_head.embed(tokens) * math.sqrt(self.config.vlm.width)
         parts, valid = [lang.to(dtype)], [tok_valid]
         if images.shape[1] > 0:
             img = self.embed_images(images).to(dtype)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from policies.errors import PolicyError
 from policies.pi0 import io
@@ -52,15 +52,39 @@ class Pi0Policy(Pi0Model):
         self.set_trainable(scope)
 
     # -- setup ---------------------------------------------------------------------------
-    def apply_precision(self) -> None:
+    def stored_dtype(self, name: str) -> torch.dtype:
         """float32: everything. bfloat16: both transformers in bf16 except the vision tower, the
         projector and every norm; the heads and LoRA adapters always stay float32."""
+        low = (self.config.dtype == "bfloat16" and name.startswith("paligemma_with_expert.")
+               and not any(part in name for part in FP32_PARTS) and "lora_" not in name)
+        return torch.bfloat16 if low else torch.float32
+
+    def apply_precision(self) -> None:
+        """Cast every parameter to its `stored_dtype`."""
         for name, param in self.named_parameters():
-            low = (self.config.dtype == "bfloat16" and name.startswith("paligemma_with_expert.")
-                   and not any(part in name for part in FP32_PARTS) and "lora_" not in name)
-            dtype = torch.bfloat16 if low else torch.float32
+            dtype = self.stored_dtype(name)
             if param.dtype != dtype:
                 param.data = param.data.to(dtype)
+
+    def shard_units(self) -> list[tuple[nn.Module, torch.dtype | None, tuple[str, ...]]]:
+        """The blocks a sharded (FSDP2) run gathers one at a time, innermost first, each with the
+        dtype it computes in (None: its parameters' own) and the methods other than `forward` that
+        use its weights: every vision-tower layer, every layer of both Gemma stacks (bf16 with
+        dtype="bfloat16"; their norms then are units of their own, kept float32), the token
+        embedding, and the expert's unused lm_head (so it is never gathered). The root keeps the
+        rest: projector, heads, final norms, patch and position embeddings."""
+        low = torch.bfloat16 if self.config.dtype == "bfloat16" else None
+        pg = self.paligemma_with_expert.paligemma
+        units: list[tuple[nn.Module, torch.dtype | None, tuple[str, ...]]] = [
+            (layer, None, ()) for layer in pg.model.vision_tower.vision_model.encoder.layers]
+        for stack in self._stacks():
+            for layer in stack.layers:
+                if low:
+                    units += [(layer.input_layernorm, None, ()), (layer.post_attention_layernorm, None, ())]
+                units.append((layer, low, ()))
+        units.append((pg.lm_head, low, ("embed",)))
+        units.append((self.paligemma_with_expert.gemma_expert.lm_head, None, ()))
+        return units
 
     def set_trainable(self, scope: str) -> None:
         """expert: action expert + heads; full: everything (but the unused expert lm_head);
@@ -178,9 +202,13 @@ class Pi0Policy(Pi0Model):
         return pad_last(self.processors.action.normalize(x), self.config.max_action_dim, "action")
 
     # -- files -----------------------------------------------------------------------------
-    def save_pretrained(self, folder: str | Path) -> None:
-        """The LeRobot layout; LoRA adapters are merged so the keys equal the reference."""
-        io.write_folder(Path(folder), self.config, self.raw_config, merged_state_dict(self), self.processors)
+    def save_pretrained(self, folder: str | Path, state_dict: Mapping[str, Tensor] | None = None) -> None:
+        """The LeRobot layout; LoRA adapters are merged so the keys equal the reference.
+        `state_dict`: the full weights to write instead of the module's own (a sharded run gathers
+        them); each is stored in its `stored_dtype`."""
+        state = merged_state_dict(self, None if state_dict is None else dict(state_dict))
+        state = {k: v.to(self.stored_dtype(k)) for k, v in state.items()}
+        io.write_folder(Path(folder), self.config, self.raw_config, state, self.processors)
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, *, tokenizer: str | Path | None = None,
