@@ -14,6 +14,14 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+# Normalisation guards. A dimension that barely moves in the demonstrations (an object nobody
+# touches, a fixed height) gets std ~0; dividing by it turns a millimetre bump into hundreds of
+# standard deviations and the cloned policy outputs wild actions the moment anything moves. So
+# the std has a floor (state units: metres, radians, unit quaternions) and the normalised state
+# is clipped.
+OBS_STD_FLOOR = 0.05
+OBS_CLIP = 5.0
+
 
 class StatePolicy(nn.Module):
     """Base class: subclasses set `type_name`, `config_class` and build their nets."""
@@ -32,15 +40,15 @@ class StatePolicy(nn.Module):
     def set_obs_normalization(self, mean: np.ndarray, std: np.ndarray) -> None:
         """Normalise observations with these statistics (e.g. from demonstrations)."""
         self.obs_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
-        self.obs_std.copy_(torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-3))
+        self.obs_std.copy_(torch.as_tensor(std, dtype=torch.float32).clamp_min(OBS_STD_FLOOR))
 
     def fit_normalization(self, states: np.ndarray, actions: np.ndarray) -> None:
         """Observation statistics from data (actions stay in the env's [-1, 1] box)."""
         self.set_obs_normalization(states.mean(0), states.std(0))
 
     def normalized_state(self, state: Tensor) -> Tensor:
-        """(state - mean) / std."""
-        return (state - self.obs_mean) / self.obs_std
+        """(state - mean) / std, clipped to +-OBS_CLIP."""
+        return ((state - self.obs_mean) / self.obs_std).clamp(-OBS_CLIP, OBS_CLIP)
 
     def prepare(self, obs: Mapping[str, Any], device: torch.device | str) -> dict[str, Tensor]:
         """{'state': [B, S]} as float32 on `device`."""

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
 
 from policies import flow
 from policies.mlp import MLPFlowConfig, MLPFlowPolicy
+from policies.state_policy import OBS_CLIP, OBS_STD_FLOOR
 
 
 def test_interpolation_follows_pi0_convention() -> None:
@@ -74,3 +77,14 @@ def test_mlp_save_load_round_trip(tmp_path) -> None:
     back = MLPFlowPolicy.from_pretrained(tmp_path)
     for (k, v), (k2, v2) in zip(pol.state_dict().items(), back.state_dict().items(), strict=True):
         assert k == k2 and torch.equal(v, v2)
+
+
+def test_normalisation_bounds_dims_that_never_moved_in_the_demos() -> None:
+    """A dimension constant in the demonstrations (std 0) must not amplify a small bump into a
+    huge input: the std has a floor and the normalised state is clipped."""
+    pol = MLPFlowPolicy(MLPFlowConfig(obs_dim=2, action_dim=2, horizon=1, hidden=8))
+    states = np.stack([np.linspace(-1.0, 1.0, 50), np.full(50, 0.9)], axis=1)
+    pol.fit_normalization(states, np.zeros((50, 2)))
+    bumped = pol.normalized_state(torch.tensor([[0.0, 0.91], [0.0, 5.0]]))
+    assert bumped[0, 1] == pytest.approx(0.01 / OBS_STD_FLOOR, rel=1e-4)  # 1 cm -> 0.2, not 10
+    assert bumped[1, 1] == OBS_CLIP

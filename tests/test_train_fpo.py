@@ -138,3 +138,15 @@ def test_non_finite_losses_skip_updates_then_stop() -> None:
                    tr.cfg, tr.device, tr.cpu_generator, on_nonfinite=events.append)
     assert len(events) == 3 and "skipped" in events[0]
     assert all(torch.equal(a, b) for a, b in zip(before, tr.policy.parameters(), strict=True))
+
+
+def test_critic_warmup_fits_only_the_critic_for_its_iterations() -> None:
+    tr = small_trainer(critic_warmup=2)
+    actor = [p.clone() for p in tr.policy.parameters()]
+    critic = [p.clone() for p in tr.critic.parameters()]
+    for _ in range(2):
+        assert tr.train_iteration()["fpo/updates"] == 0
+    assert all(torch.equal(a, b) for a, b in zip(actor, tr.policy.parameters(), strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(critic, tr.critic.parameters(), strict=True))
+    assert tr.train_iteration()["fpo/updates"] > 0
+    assert any(not torch.equal(a, b) for a, b in zip(actor, tr.policy.parameters(), strict=True))

@@ -106,6 +106,9 @@ class FinetuneConfig:
     """Critic MLP width."""
     critic_epochs: int = 4
     """Critic passes over the rollout per iteration."""
+    critic_warmup: int = 0
+    """First iterations that fit only the critic (the actor waits for advantages that mean
+    something: an untrained critic's advantages are noise that a good prior unlearns)."""
     gamma: float = 0.99
     """Discount per env step (a chunk of k steps discounts by gamma^k)."""
     gae_lambda: float = 0.95

@@ -115,6 +115,8 @@ class FPOTrainer:
             values, next_values, critic_metrics = self._q_critic(rollout)
         adv, _ = chunk_gae(rollout.rewards, values, next_values, rollout.discounts,
                            rollout.terminated, rollout.ended, cfg.gae_lambda)
+        if self.iteration < cfg.critic_warmup:
+            return {**critic_metrics, "fpo/updates": 0.0}
         adv = adv.flatten()
         if cfg.norm_adv:
             adv = self.ranks.normalize(adv)
