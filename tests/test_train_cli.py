@@ -125,3 +125,18 @@ def test_bad_input_gives_one_line_errors(home: Path) -> None:
     assert_one_line_error(run_cli("eval", "42", "--task", "fast-goal"), "'42' is neither")
     with store_of(home) as store:
         assert store.list_runs() == []  # bad input never leaves a half-made run behind
+
+
+def test_demo_lifts_the_prior_on_the_fast_task(home: Path) -> None:
+    """`fpoctl demo` (what `make demo` runs, here on the NumPy task): two runs, a higher success
+    after FPO than the prior's, and how to open the dashboard."""
+    out = run_cli("demo", "--task", "fast-goal")
+    assert out.returncode == 0, out.stderr
+    line = next(x for x in out.stdout.splitlines() if "after FPO" in x)
+    before, after = (int(p.split("%")[0].split()[-1]) for p in line.split("->"))
+    assert after >= before + 30, line
+    assert "dash --run 2" in out.stdout
+    with store_of(home) as store:
+        assert [(r.kind, r.status) for r in store.list_runs()] == [("finetune", "finished"),
+                                                                   ("sft", "finished")]
+    assert_one_line_error(run_cli("demo", "--task", "libero-spatail"), "unknown task")
