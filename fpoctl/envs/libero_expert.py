@@ -23,23 +23,29 @@ GRASP_HEIGHT = 0.035  # grip site above the bowl's origin when closing on the wa
 # side of the wall) fits between the bowl and a drawer's walls.
 PRESHAPES = {"wide": (1.0, 0.042), "narrow": (-0.5, 0.017)}
 FINGER_DEPTH = 0.023  # a finger reaches this far outward beyond its pad
+COLLISION_GROUP = np.array([1, 0, 0, 0, 0, 0], np.uint8)  # robosuite's collision geoms (group 0)
 
 
 def _gripper_probes(half_open: float) -> list[tuple[float, float, float]]:
     """(along the finger axis from the wall, across, lowest point above the grip site) of the
     places the fingers and the hand will occupy at the grasp."""
+    # Rays ~3-4 mm apart (a drawer wall is ~5 mm thick and must not slip between two of them),
+    # from 3 mm inside the pad's face to 3 mm beyond the finger's sides: the arm is that precise.
     fingers = [(sign * (half_open + d), w, -0.02) for sign in (-1, 1)
-               for d in np.linspace(-0.002, FINGER_DEPTH, 4) for w in (-0.015, 0.0, 0.015)]
+               for d in np.linspace(-0.007, FINGER_DEPTH, 10) for w in np.linspace(-0.017, 0.017, 9)]
     hand = [(a, w, 0.02) for a in np.linspace(-0.11, 0.11, 9) for w in (-0.035, 0.0, 0.035)]
     return fingers + hand
 
 
 APPROACH_HEIGHT = 0.10  # above the grasp point before descending
+HOVER_HEIGHT = 0.03  # pads just clear of the rim: the xy offset is settled here
+DESCEND_SPEED = 0.004  # m per step for the last few centimetres: a slow arm lags little
 CARRY_CLEARANCE = 0.18  # bowl origin above the plate while carrying
 CLOSE_STEPS = 18  # the fingers reach the wall after ~10 steps; then the grip firms up
 TRAVEL_Z = 1.22  # grip-site height for moving across the table (the cabinet top is ~1.12)
 LIFT_HEIGHT = 0.12  # at least this far above where the bowl was picked
 PLACE_HEIGHT = 0.02  # bowl origin above the plate's when releasing
+MAX_REGRASPS = 2  # a grasp that did not lift the bowl is retried from "above" this many times
 
 
 def _rotation_error(target: np.ndarray, current: np.ndarray) -> np.ndarray:
@@ -53,7 +59,8 @@ def _rotation_error(target: np.ndarray, current: np.ndarray) -> np.ndarray:
 
 
 class BowlOnPlateExpert(Expert):
-    """A phase machine: above, descend, close, lift, carry, lower, release, retreat."""
+    """A phase machine: above, hover, descend, close, [slide], lift, carry, lower, release,
+    retreat; a lift that leaves the bowl behind goes back to "above" with a fresh plan."""
 
     def __init__(self, gain: float = 1.5, noise: float = 0.0, seed: int | None = None) -> None:
         self.gain, self.noise = gain, noise
@@ -63,9 +70,11 @@ class BowlOnPlateExpert(Expert):
         self.last_err = np.inf
         self.carry_z = 0.0
         self.side = np.zeros(3)
-        self.target_rot = np.eye(3)
+        self.target_rot, self.home = np.eye(3), np.eye(3)
         self.preshape = "wide"
         self.grasp_point = np.zeros(3)
+        self.escape, self.slide_to = np.zeros(3), np.zeros(3)
+        self.picked_z, self.regrasps = 0.0, 0
 
     # --- privileged reads ---------------------------------------------------------------------
     @staticmethod
@@ -84,11 +93,18 @@ class BowlOnPlateExpert(Expert):
     def reset(self, env: gym.Env) -> None:
         rs = self._robosuite(env)
         self.bowl, self.plate = rs.obj_of_interest[0], rs.obj_of_interest[1]
-        _, home = self._eef(env)
+        _, self.home = self._eef(env)
         self._next("above")
-        self.side, self.target_rot = self._choose_grasp(env, home)
+        self.regrasps = 0
+        self._plan(env)
 
-    def _choose_grasp(self, env: gym.Env, home: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _plan(self, env: gym.Env, ceiling: float = np.inf) -> None:
+        """Choose the grasp and the slide before the lift. The rays that look for obstacles stay
+        below `ceiling` (under the gripper, when it hovers over the bowl) so as not to see it."""
+        self.side, self.target_rot = self._choose_grasp(env, ceiling)
+        self.escape = self._escape(env, ceiling)
+
+    def _choose_grasp(self, env: gym.Env, ceiling: float) -> tuple[np.ndarray, np.ndarray]:
         """The point of the wall to grasp, and the gripper orientation that grasps it.
 
         Candidates are 16 directions from the bowl's centre times two finger pre-shapes; the
@@ -118,7 +134,7 @@ class BowlOnPlateExpert(Expert):
                 blocked = 0.0
                 for along, width, floor in probes:
                     start = bowl + side * (RIM_RADIUS + along) + across * width
-                    start[2] = grasp_z + 0.3
+                    start[2] = min(grasp_z + 0.3, ceiling)
                     dist = mujoco.mj_ray(model, data, start, down, None, 1, bowl_id, geom)
                     if dist >= 0:
                         blocked = max(blocked, start[2] - dist - (grasp_z + floor))
@@ -132,7 +148,41 @@ class BowlOnPlateExpert(Expert):
                     best = (score, side * RIM_RADIUS, yaw, shape)
         _, side, yaw, self.preshape = best
         c, s = np.cos(yaw), np.sin(yaw)
-        return side, np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]) @ home
+        return side, np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]) @ self.home
+
+    def _escape(self, env: gym.Env, ceiling: float) -> np.ndarray:
+        """The shortest horizontal slide (up to 6 cm) after which nothing is above the bowl's
+        footprint and nothing inside it stands as high as its rim (a drawer's wall); zero when
+        the bowl can be lifted straight up or no slide clears it."""
+        import mujoco
+
+        rs = self._robosuite(env)
+        model, data = rs.sim.model._model, rs.sim.data._data
+        bowl_id = rs.obj_body_id[self.bowl]
+        bowl = self._pos(env, self.bowl)
+        geom, up = np.zeros(1, np.int32), np.array([0.0, 0.0, 1.0])
+        rim_z = bowl[2] + 0.055  # the rays start just above the rim
+        headroom = min(0.15, ceiling - rim_z)
+        ring = [np.zeros(3)] + [np.array([r * np.cos(a), r * np.sin(a), 0.0])
+                                for r in (0.03, 0.062) for a in np.linspace(0, 2 * np.pi, 24, endpoint=False)]
+
+        def hit(shift: np.ndarray, direction: np.ndarray, reach: float) -> bool:
+            """Does a ray from just above the rim, over the shifted footprint, hit within reach?"""
+            for offset in ring:
+                start = bowl + shift + offset
+                start[2] = rim_z
+                dist = mujoco.mj_ray(model, data, start, direction, COLLISION_GROUP, 1, bowl_id, geom)
+                if 0 <= dist < reach:
+                    return True
+            return False
+
+        if hit(np.zeros(3), up, headroom):
+            for dist in np.arange(0.01, 0.061, 0.01):
+                for a in np.linspace(0, 2 * np.pi, 16, endpoint=False):
+                    shift = dist * np.array([np.cos(a), np.sin(a), 0.0])
+                    if not hit(shift, up, headroom) and not hit(shift, -up, 0.01):  # -up: a wall's top
+                        return shift
+        return np.zeros(3)
 
     # --- control ------------------------------------------------------------------------------
     def _move(self, env: gym.Env, target: np.ndarray, gripper: float) -> tuple[np.ndarray, float]:
@@ -140,7 +190,7 @@ class BowlOnPlateExpert(Expert):
         err = target - pos
         action = np.zeros(7)
         # PI control: far from its base the arm settles ~7 mm short of an OSC goal; the integral
-        # term (reset each phase, bounded) removes that offset.
+        # term (bounded; reset each phase, except from hover to descend) removes that offset.
         if np.linalg.norm(err) < 0.02:  # integrate only near the goal: no wind-up, no overshoot
             self.integral = np.clip(self.integral + INTEGRAL_GAIN * err / POS_SCALE, -0.5, 0.5)
         action[:3] = np.clip(self.gain * err / POS_SCALE + self.integral, -1.0, 1.0)
@@ -163,9 +213,10 @@ class BowlOnPlateExpert(Expert):
         self.last_err = err
         return err < tolerance or (stalled and err < 2.5 * tolerance)
 
-    def _next(self, phase: str) -> None:
+    def _next(self, phase: str, keep_integral: bool = False) -> None:
         self.phase, self.t_phase = phase, 0
-        self.integral = np.zeros(3)
+        if not keep_integral:
+            self.integral = np.zeros(3)
         self.last_err = np.inf
 
     def act(self, env: gym.Env, obs: dict) -> np.ndarray:
@@ -180,10 +231,18 @@ class BowlOnPlateExpert(Expert):
                 target[2] = max(target[2], TRAVEL_Z)
             action, err = self._move(env, target, self._preshape(env))
             if self._arrived(err, 0.01) or self.t_phase > 80:
-                self._next("descend")
+                self._next("hover")
+        elif p == "hover":  # the pads clear the rim by a few millimetres only: settle xy first
+            gripper = self._preshape(env)  # and the fingers (they may be opening after a miss)
+            action, err = self._move(env, grasp + np.array([0.0, 0.0, HOVER_HEIGHT]), gripper)
+            settled = np.linalg.norm((grasp - pos)[:2]) < 0.002 and err < 0.004 and gripper == 0.0
+            if settled or self.t_phase > 30:
+                self._next("descend", keep_integral=True)
         elif p == "descend":
-            action, err = self._move(env, grasp, self._preshape(env))
-            if self._arrived(err, 0.006) or self.t_phase > 40:
+            depth = min(HOVER_HEIGHT, DESCEND_SPEED * self.t_phase)
+            target = grasp + np.array([0.0, 0.0, HOVER_HEIGHT - depth])
+            action, err = self._move(env, target, self._preshape(env))
+            if (depth >= HOVER_HEIGHT and self._arrived(err, 0.004)) or self.t_phase > 40:
                 self.grasp_point = grasp  # held while closing, even if the bowl shifts
                 self._next("close")
         elif p == "close":
@@ -191,11 +250,23 @@ class BowlOnPlateExpert(Expert):
             if self.t_phase >= CLOSE_STEPS:
                 lowest = max(plate[2] + CARRY_CLEARANCE, bowl[2] + LIFT_HEIGHT) + GRASP_HEIGHT
                 self.carry_z = max(lowest, TRAVEL_Z)
+                self.slide_to = pos + self.escape
+                self.picked_z = bowl[2]
+                self._next("slide" if self.escape.any() else "lift")
+        elif p == "slide":  # out from under an overhang (a cabinet's top) before lifting
+            action, err = self._move(env, self.slide_to, 1.0)
+            if err < 0.004 or self.t_phase > 25:
                 self._next("lift")
         elif p == "lift":
             action, err = self._move(env, np.array([pos[0], pos[1], self.carry_z]), 1.0)
             if err < 0.02 or self.t_phase > 40:
-                self._next("carry")
+                # The bowl stayed behind (the fingers slipped off the rim): open and grasp again.
+                if bowl[2] - self.picked_z < 0.04 and self.regrasps < MAX_REGRASPS:
+                    self.regrasps += 1
+                    self._plan(env, ceiling=pos[2] - 0.03)  # the bowl may have moved
+                    self._next("above")
+                else:
+                    self._next("carry")
         elif p == "carry":
             target = plate + self.side
             target[2] = self.carry_z
