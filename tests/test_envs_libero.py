@@ -119,3 +119,18 @@ def test_quat_to_axis_angle_matches_a_known_rotation() -> None:
     half = np.pi / 4  # 90 degrees about z, (x, y, z, w) order
     np.testing.assert_allclose(quat_to_axis_angle(np.array([0, 0, np.sin(half), np.cos(half)])),
                                [0, 0, np.pi / 2], atol=1e-6)
+
+
+def test_evaluation_envs_sweep_the_recorded_init_states(state_env) -> None:
+    """n evaluation envs seeded s..s+n-1 with stride n visit consecutive init states once each
+    (LIBERO's protocol: every recorded start once), not a random draw with repeats."""
+    assert get_task("libero-spatial/0").eval_env_kwargs(3) == {"init_state_stride": 3}
+    env = state_env.unwrapped
+    env.init_state_stride = 3
+    try:
+        seen = [env.reset(seed=48)[1]["init_state"]] + [env.reset()[1]["init_state"] for _ in range(3)]
+        assert seen == [48, 1, 4, 7]
+        assert env.reset(seed=48, options={"init_state": 5})[1]["init_state"] == 5  # named wins
+    finally:
+        env.init_state_stride, env._sweep = 0, None
+    assert get_task("fast-goal").eval_env_kwargs(3) == {}

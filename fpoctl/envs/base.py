@@ -11,6 +11,7 @@ import difflib
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import gymnasium as gym
 
@@ -53,6 +54,7 @@ class TaskSpec:
     tags: tuple[str, ...] = field(default_factory=tuple)
     action_dim: int | None = None  # known without building the env (None: ask the env)
     observation: str = ""  # one-line summary of the observation, for `fpoctl tasks`
+    sweep_kwarg: str | None = None  # env kwarg that sweeps recorded initial states (LIBERO)
 
     @property
     def default_obs_mode(self) -> str:
@@ -62,6 +64,12 @@ class TaskSpec:
     def missing(self) -> list[str]:
         """Modules this task needs that are not installed."""
         return [m for m in self.requires if importlib.util.find_spec(m) is None]
+
+    def eval_env_kwargs(self, num_envs: int) -> dict[str, Any]:
+        """Env kwargs for an evaluation over `num_envs` envs: tasks with recorded initial states
+        visit them in order (each once for as many episodes as there are states) rather than
+        drawing them, so two policies are compared on the same starts."""
+        return {self.sweep_kwarg: num_envs} if self.sweep_kwarg else {}
 
     def make_env(self, obs_mode: str | None = None, seed: int | None = None, **kwargs) -> gym.Env:
         """A new env of this task (raises a clear error when its simulator is missing)."""

@@ -180,9 +180,12 @@ class LiberoEnv(gym.Env):
     """A LIBERO suite (or some of its tasks) behind the Gymnasium API; one simulator at a time.
 
     Each episode draws a task from `task_ids` and one of its 50 init states (seeded), unless
-    reset(options={"task": i, "init_state": k}) names them. Switching task rebuilds the simulator
-    (6-10 s), so `episodes_per_task` > 1 keeps a task for that many episodes. The simulator is
-    built by the first reset. `sim_env` is LIBERO's env, for experts and tests.
+    reset(options={"task": i, "init_state": k}) names them. With `init_state_stride` n the init
+    states are swept instead: a reset with seed s starts at state s % 50 and each later episode
+    steps n on, so n envs seeded s..s+n-1 visit 50 consecutive states once each (evaluation).
+    Switching task rebuilds the simulator (6-10 s), so `episodes_per_task` > 1 keeps a task for
+    that many episodes. The simulator is built by the first reset. `sim_env` is LIBERO's env, for
+    experts and tests.
     """
 
     metadata: ClassVar[dict] = {"render_modes": []}
@@ -191,13 +194,15 @@ class LiberoEnv(gym.Env):
     def __init__(self, suite: str, task_ids: list[int] | None = None, obs_mode: str = "pixels",
                  seed: int | None = None, image_size: int = 224, max_steps: int | None = None,
                  settle_steps: int = SETTLE_STEPS, fast_reset: bool = True,
-                 episodes_per_task: int = 1) -> None:
+                 episodes_per_task: int = 1, init_state_stride: int = 0) -> None:
         if obs_mode not in ("pixels", "state"):
             raise FpoctlError(f"LIBERO has observation modes pixels and state, not {obs_mode!r}")
         self.tasks = [suite_tasks(suite)[i] for i in (task_ids if task_ids is not None else range(10))]
         self.obs_mode, self.image_size, self.fast_reset = obs_mode, image_size, fast_reset
         self.max_steps = max_steps or SUITES[suite].max_steps
         self.settle_steps, self.episodes_per_task = settle_steps, episodes_per_task
+        self.init_state_stride = init_state_stride
+        self._sweep: int | None = None  # next init state of a sweep (see `reset`)
         self._sim: Any = None  # LIBERO's ControlEnv of the loaded task
         self._loaded: LiberoTask | None = None
         self._episodes_on_task = 0
@@ -258,6 +263,10 @@ class LiberoEnv(gym.Env):
         self._episodes_on_task += 1
         states = init_states(task)
         init_id = int(options.get("init_state", self.np_random.integers(len(states))))
+        if self.init_state_stride and seed is not None:
+            self._sweep = seed
+        if self._sweep is not None and "init_state" not in options:
+            init_id, self._sweep = self._sweep % len(states), self._sweep + self.init_state_stride
         with _global_numpy_seed(int(self.np_random.integers(2**31))):
             self._sim.reset()
         for robot in self._sim.robots:  # the one piece of state a soft reset forgets
@@ -334,6 +343,7 @@ def _spec(suite: Suite, task_ids: list[int] | None, name: str, description: str)
         name=name, backend="libero", description=description, max_steps=suite.max_steps,
         make=make, obs_modes=("pixels", "state"), requires=REQUIRES, install_hint=INSTALL_HINT,
         expert=_bowl_on_plate_expert if suite.name == "libero-spatial" else None, action_dim=7,
+        sweep_kwarg="init_state_stride",
         observation="agentview+wrist RGB 224, 8-d state, prompt | state: proprio + objects",
         tags=("pixels", "sparse"))
 

@@ -281,8 +281,10 @@ def sft(settings: Settings, cfg: SFTConfig, *, name: str | None = None,
 
             with heartbeat(store, run_id):
                 train_sft(policy, demos, cfg, device, log)
-            venv = make_vector_env(task, min(cfg.num_envs, cfg.eval_episodes), obs_mode=cfg.obs_mode,
-                                   seed=cfg.seed + 7_777, workers=cfg.workers, **(cfg.env_kwargs or {}))
+            n = min(cfg.num_envs, cfg.eval_episodes)
+            venv = make_vector_env(task, n, obs_mode=cfg.obs_mode, seed=cfg.seed + 7_777,
+                                   workers=cfg.workers, **(cfg.env_kwargs or {}),
+                                   **task.eval_env_kwargs(n))
             try:
                 result.after = evaluate(policy, venv, cfg.eval_episodes, exec_steps=cfg.exec_steps,
                                         flow_steps=cfg.flow_steps, seed=cfg.seed + 7_777,
@@ -330,8 +332,9 @@ def evaluate_policy(settings: Settings, source: str, *, task_name: str, episodes
         seed_everything(seed)
         policy = build_policy("", task, obs_mode, horizon=1, hidden=1, device=dev, init_folder=folder,
                               tokenizer=tokenizer_for(settings.home, folder, tokenizer))
-        venv = make_vector_env(task, min(num_envs, episodes), obs_mode=obs_mode, seed=seed,
-                               workers=workers)
+        n = min(num_envs, episodes)
+        venv = make_vector_env(task, n, obs_mode=obs_mode, seed=seed, workers=workers,
+                               **task.eval_env_kwargs(n))
         try:
             result = evaluate(policy, venv, episodes, exec_steps=exec_steps, flow_steps=flow_steps,
                               seed=seed, device=dev)

@@ -205,9 +205,10 @@ class FPOTrainer:
         every rank runs the same evaluation in step (rank 0's result is the one recorded)."""
         cfg = self.cfg
         if self._eval_venv is None:
-            self._eval_venv = make_vector_env(self.task, min(cfg.num_envs, cfg.eval_episodes),
-                                              obs_mode=cfg.obs_mode, seed=cfg.seed + 7_777,
-                                              workers=cfg.workers, **(cfg.env_kwargs or {}))
+            n = min(cfg.num_envs, cfg.eval_episodes)
+            self._eval_venv = make_vector_env(self.task, n, obs_mode=cfg.obs_mode, seed=cfg.seed + 7_777,
+                                              workers=cfg.workers, **(cfg.env_kwargs or {}),
+                                              **self.task.eval_env_kwargs(n))
         return evaluate(self.policy, self._eval_venv, episodes or cfg.eval_episodes,
                         exec_steps=self.exec_steps, flow_steps=cfg.flow_steps,
                         seed=cfg.seed + 7_777, device=self.device,
