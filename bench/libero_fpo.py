@@ -64,15 +64,21 @@ def main() -> None:
     results = json.loads(args.json.read_text()) if args.json and args.json.exists() else {}
     for index in (int(t) for t in args.tasks.split(",")):
         results[str(index)] = row = run_task(settings, index, args)
-        print(f"task {index}: prior {row['prior_success']:.0%} -> FPO {row['fpo_success']:.0%} "
-              f"(SFT {row['sft_s']:.0f} s, FPO {row['fpo_s']:.0f} s)", flush=True)
         if args.json:
             args.json.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"task {index}: {line(row)}", flush=True)
     print("\nlibero-spatial, state mode, MLP flow policy: zero-noise success over "
-          f"{args.episodes} episodes")
+          f"{args.episodes} episodes (the task's recorded init states)")
     for index, row in sorted(results.items(), key=lambda kv: int(kv[0])):
-        print(f"  task {index}: {row['prior_success']:5.0%} -> {row['fpo_success']:5.0%}   "
-              f"({(row['sft_s'] + row['fpo_s']) / 60:.1f} min)")
+        print(f"  task {index}: {line(row)}")
+
+
+def line(row: dict) -> str:
+    """prior -> after (wall time), or the status of a fine-tune that did not finish."""
+    pct = lambda v: "n/a" if v is None else f"{v:.0%}"  # noqa: E731
+    status = "" if row["status"] == "finished" else f" [{row['status']}]"
+    return (f"{pct(row['prior_success']):>4} -> {pct(row['fpo_success']):>4}{status}   "
+            f"(SFT {row['sft_s'] / 60:.1f} min, FPO {row['fpo_s'] / 60:.1f} min)")
 
 
 if __name__ == "__main__":

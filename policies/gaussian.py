@@ -28,6 +28,7 @@ class GaussianConfig:
     hidden: int = 256
     depth: int = 3
     init_log_std: float = -0.5
+    obs_clip: float | None = None  # |normalised state| limit; set when statistics are fitted
 
 
 class GaussianPolicy(StatePolicy):

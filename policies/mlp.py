@@ -27,6 +27,7 @@ class MLPFlowConfig:
     hidden: int = 256
     depth: int = 3
     time_dim: int = 32
+    obs_clip: float | None = None  # |normalised state| limit; set when statistics are fitted
 
 
 class MLPFlowPolicy(StatePolicy):

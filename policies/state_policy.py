@@ -14,11 +14,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-# Normalisation guards. A dimension that barely moves in the demonstrations (an object nobody
-# touches, a fixed height) gets std ~0; dividing by it turns a millimetre bump into hundreds of
-# standard deviations and the cloned policy outputs wild actions the moment anything moves. So
-# the std has a floor (state units: metres, radians, unit quaternions) and the normalised state
-# is clipped.
+# Guards for statistics fitted on demonstrations. A dimension that barely moves in them (an
+# object nobody touches, a fixed height) gets std ~0; dividing by it turns a millimetre bump into
+# hundreds of standard deviations, and the cloned policy outputs wild actions the moment anything
+# moves. So a fitted std has a floor (robot states: metres, radians, unit quaternions) and the
+# normalised state is clipped. A policy without fitted statistics sees its raw state, unclipped.
 OBS_STD_FLOOR = 0.05
 OBS_CLIP = 5.0
 
@@ -43,12 +43,16 @@ class StatePolicy(nn.Module):
         self.obs_std.copy_(torch.as_tensor(std, dtype=torch.float32).clamp_min(OBS_STD_FLOOR))
 
     def fit_normalization(self, states: np.ndarray, actions: np.ndarray) -> None:
-        """Observation statistics from data (actions stay in the env's [-1, 1] box)."""
+        """Observation statistics from data (actions stay in the env's [-1, 1] box); from now on
+        the normalised state is clipped to +-OBS_CLIP (saved in the config)."""
         self.set_obs_normalization(states.mean(0), states.std(0))
+        self.config.obs_clip = OBS_CLIP
 
     def normalized_state(self, state: Tensor) -> Tensor:
-        """(state - mean) / std, clipped to +-OBS_CLIP."""
-        return ((state - self.obs_mean) / self.obs_std).clamp(-OBS_CLIP, OBS_CLIP)
+        """(state - mean) / std, clipped to +-config.obs_clip when that is set."""
+        z = (state - self.obs_mean) / self.obs_std
+        clip = self.config.obs_clip
+        return z if clip is None else z.clamp(-clip, clip)
 
     def prepare(self, obs: Mapping[str, Any], device: torch.device | str) -> dict[str, Tensor]:
         """{'state': [B, S]} as float32 on `device`."""

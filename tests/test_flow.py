@@ -88,3 +88,14 @@ def test_normalisation_bounds_dims_that_never_moved_in_the_demos() -> None:
     bumped = pol.normalized_state(torch.tensor([[0.0, 0.91], [0.0, 5.0]]))
     assert bumped[0, 1] == pytest.approx(0.01 / OBS_STD_FLOOR, rel=1e-4)  # 1 cm -> 0.2, not 10
     assert bumped[1, 1] == OBS_CLIP
+    fresh = MLPFlowPolicy(MLPFlowConfig(obs_dim=2, action_dim=2, horizon=1, hidden=8))
+    assert fresh.normalized_state(torch.tensor([[8.0, -9.0]])).tolist() == [[8.0, -9.0]]  # no stats
+
+
+def test_the_clip_of_fitted_statistics_survives_save_and_load(tmp_path) -> None:
+    pol = MLPFlowPolicy(MLPFlowConfig(obs_dim=1, action_dim=1, horizon=1, hidden=8))
+    pol.fit_normalization(np.array([[0.0], [1.0]]), np.zeros((2, 1)))
+    pol.save_pretrained(tmp_path)
+    back = MLPFlowPolicy.from_pretrained(tmp_path)
+    assert back.config.obs_clip == OBS_CLIP
+    assert back.normalized_state(torch.tensor([[100.0]])).item() == OBS_CLIP

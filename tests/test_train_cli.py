@@ -140,3 +140,6 @@ def test_demo_lifts_the_prior_on_the_fast_task(home: Path) -> None:
         assert [(r.kind, r.status) for r in store.list_runs()] == [("finetune", "finished"),
                                                                    ("sft", "finished")]
     assert_one_line_error(run_cli("demo", "--task", "libero-spatail"), "unknown task")
+    assert_one_line_error(run_cli("demo", "--task", "fast-bandit"), "no recipe")
+    with store_of(home) as store:
+        assert len(store.list_runs()) == 2  # refused before any run

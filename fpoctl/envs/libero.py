@@ -262,9 +262,10 @@ class LiberoEnv(gym.Env):
         self.task = task
         self._episodes_on_task += 1
         states = init_states(task)
+        # Drawn even when a sweep or `options` decide: the RNG stream stays the same either way.
         init_id = int(options.get("init_state", self.np_random.integers(len(states))))
         if self.init_state_stride and seed is not None:
-            self._sweep = seed
+            self._sweep = seed  # a seeded reset (re)starts the sweep
         if self._sweep is not None and "init_state" not in options:
             init_id, self._sweep = self._sweep % len(states), self._sweep + self.init_state_stride
         with _global_numpy_seed(int(self.np_random.integers(2**31))):
@@ -343,7 +344,7 @@ def _spec(suite: Suite, task_ids: list[int] | None, name: str, description: str)
         name=name, backend="libero", description=description, max_steps=suite.max_steps,
         make=make, obs_modes=("pixels", "state"), requires=REQUIRES, install_hint=INSTALL_HINT,
         expert=_bowl_on_plate_expert if suite.name == "libero-spatial" else None, action_dim=7,
-        sweep_kwarg="init_state_stride",
+        sweep_kwarg="init_state_stride" if task_ids is not None else None,  # one task: 50 starts
         observation="agentview+wrist RGB 224, 8-d state, prompt | state: proprio + objects",
         tags=("pixels", "sparse"))
 

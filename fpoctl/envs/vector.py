@@ -126,3 +126,12 @@ def make_vector_env(task: TaskSpec, num_envs: int, *, obs_mode: str | None = Non
         factory = TaskEnvFactory(task.name, obs_mode, dict(env_kwargs))
         return WorkerVectorEnv(factory, num_envs, task.max_steps, seed=seed)
     return SyncVectorEnv(make, num_envs, task.max_steps)
+
+
+def make_eval_vector_env(task: TaskSpec, num_envs: int, *, obs_mode: str | None = None, seed: int = 0,
+                         workers: bool = False, env_kwargs: dict[str, Any] | None = None
+                         ) -> SyncVectorEnv | WorkerVectorEnv:
+    """A vector env for evaluations: `make_vector_env` plus the task's sweep of its recorded
+    initial states (`TaskSpec.eval_env_kwargs`), so evaluations compare policies on the same starts."""
+    kwargs = {**(env_kwargs or {}), **task.eval_env_kwargs(num_envs)}
+    return make_vector_env(task, num_envs, obs_mode=obs_mode, seed=seed, workers=workers, **kwargs)

@@ -33,7 +33,9 @@ def evaluate(policy: Any, venv: Any, episodes: int, *, exec_steps: int, flow_ste
              all_done: Callable[[bool], bool] | None = None) -> dict[str, float]:
     """Success rate, mean return and length over `episodes` episodes (the first ones each env
     finishes, up to its quota, so short episodes are not over-counted). `all_done(done)`: whether
-    every rank is done (a sharded policy needs all ranks in each sampling call)."""
+    every rank is done (a sharded policy needs all ranks in each sampling call). Episodes a crashed
+    simulator ended count as failures (`eval/crashed_episodes`); the env rebuilt after a crash
+    starts a new sweep of initial states, so that evaluation may repeat some starts."""
     n = venv.num_envs
     quota = np.full(n, episodes // n)
     quota[: episodes % n] += 1
@@ -59,9 +61,13 @@ def evaluate(policy: Any, venv: Any, episodes: int, *, exec_steps: int, flow_ste
     if not eps:
         return {"eval/success_rate": 0.0, "eval/return": 0.0, "eval/episode_len": 0.0,
                 "eval/episodes": 0.0}
-    return {
+    out = {
         "eval/success_rate": float(np.mean([e["success"] for e in eps])),
         "eval/return": float(np.mean([e["return"] for e in eps])),
         "eval/episode_len": float(np.mean([e["length"] for e in eps])),
         "eval/episodes": float(len(eps)),
     }
+    crashed = sum(bool(e.get("crashed")) for e in eps)
+    if crashed:
+        out["eval/crashed_episodes"] = float(crashed)
+    return out

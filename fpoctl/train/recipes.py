@@ -1,5 +1,5 @@
 """Tested starting points per task family: how to make the behaviour-cloned prior (SFT) and how to
-fine-tune it with FPO. `fpoctl demo` and the benchmarks in bench/ run these; they are config
+fine-tune it with FPO. `fpoctl demo` and bench/libero_fpo.py run these; they are config
 overrides, so `fpoctl sft/finetune --set k=v` reproduce any of them by hand."""
 
 from __future__ import annotations
@@ -43,8 +43,6 @@ RECIPES = {
 }
 
 
-def recipe_for(task: str) -> Recipe:
-    """The recipe of a task: LIBERO tasks share "libero-state"; anything else gets fast-goal's."""
-    if task.startswith("libero-"):
-        return RECIPES["libero-state"]
-    return RECIPES.get(task, RECIPES["fast-goal"])
+def recipe_for(task: str) -> Recipe | None:
+    """The recipe of a task (LIBERO tasks share "libero-state"); None when there is none."""
+    return RECIPES["libero-state"] if task.startswith("libero-") else RECIPES.get(task)

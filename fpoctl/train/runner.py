@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from fpoctl.envs import get_task, make_vector_env
+from fpoctl.envs import get_task
 from fpoctl.envs.demos import DemoSet, collect_demos
+from fpoctl.envs.vector import make_eval_vector_env
 from fpoctl.errors import FpoctlError
 from fpoctl.settings import Settings
 from fpoctl.store import Run, Store
@@ -281,10 +282,9 @@ def sft(settings: Settings, cfg: SFTConfig, *, name: str | None = None,
 
             with heartbeat(store, run_id):
                 train_sft(policy, demos, cfg, device, log)
-            n = min(cfg.num_envs, cfg.eval_episodes)
-            venv = make_vector_env(task, n, obs_mode=cfg.obs_mode, seed=cfg.seed + 7_777,
-                                   workers=cfg.workers, **(cfg.env_kwargs or {}),
-                                   **task.eval_env_kwargs(n))
+            venv = make_eval_vector_env(task, min(cfg.num_envs, cfg.eval_episodes),
+                                        obs_mode=cfg.obs_mode, seed=cfg.seed + 7_777,
+                                        workers=cfg.workers, env_kwargs=cfg.env_kwargs)
             try:
                 result.after = evaluate(policy, venv, cfg.eval_episodes, exec_steps=cfg.exec_steps,
                                         flow_steps=cfg.flow_steps, seed=cfg.seed + 7_777,
@@ -332,9 +332,8 @@ def evaluate_policy(settings: Settings, source: str, *, task_name: str, episodes
         seed_everything(seed)
         policy = build_policy("", task, obs_mode, horizon=1, hidden=1, device=dev, init_folder=folder,
                               tokenizer=tokenizer_for(settings.home, folder, tokenizer))
-        n = min(num_envs, episodes)
-        venv = make_vector_env(task, n, obs_mode=obs_mode, seed=seed, workers=workers,
-                               **task.eval_env_kwargs(n))
+        venv = make_eval_vector_env(task, min(num_envs, episodes), obs_mode=obs_mode, seed=seed,
+                                    workers=workers)
         try:
             result = evaluate(policy, venv, episodes, exec_steps=exec_steps, flow_steps=flow_steps,
                               seed=seed, device=dev)

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from fpoctl.envs import TaskSpec, make_vector_env
+from fpoctl.envs.vector import make_eval_vector_env
 from fpoctl.train.config import FinetuneConfig
 from fpoctl.train.critics import QEnsemble, ValueCritic
 from fpoctl.train.distributed import LOCAL, RANK_SEED_STRIDE, Ranks
@@ -113,10 +114,10 @@ class FPOTrainer:
             values, next_values, critic_metrics = self._value_critic(rollout)
         else:
             values, next_values, critic_metrics = self._q_critic(rollout)
-        adv, _ = chunk_gae(rollout.rewards, values, next_values, rollout.discounts,
-                           rollout.terminated, rollout.ended, cfg.gae_lambda)
         if self.iteration < cfg.critic_warmup:
             return {**critic_metrics, "fpo/updates": 0.0}
+        adv, _ = chunk_gae(rollout.rewards, values, next_values, rollout.discounts,
+                           rollout.terminated, rollout.ended, cfg.gae_lambda)
         adv = adv.flatten()
         if cfg.norm_adv:
             adv = self.ranks.normalize(adv)
@@ -205,10 +206,9 @@ class FPOTrainer:
         every rank runs the same evaluation in step (rank 0's result is the one recorded)."""
         cfg = self.cfg
         if self._eval_venv is None:
-            n = min(cfg.num_envs, cfg.eval_episodes)
-            self._eval_venv = make_vector_env(self.task, n, obs_mode=cfg.obs_mode, seed=cfg.seed + 7_777,
-                                              workers=cfg.workers, **(cfg.env_kwargs or {}),
-                                              **self.task.eval_env_kwargs(n))
+            self._eval_venv = make_eval_vector_env(
+                self.task, min(cfg.num_envs, cfg.eval_episodes), obs_mode=cfg.obs_mode,
+                seed=cfg.seed + 7_777, workers=cfg.workers, env_kwargs=cfg.env_kwargs)
         return evaluate(self.policy, self._eval_venv, episodes or cfg.eval_episodes,
                         exec_steps=self.exec_steps, flow_steps=cfg.flow_steps,
                         seed=cfg.seed + 7_777, device=self.device,
