@@ -44,7 +44,8 @@ def foreground(*args: str) -> subprocess.Popen[str]:
 
 def test_detached_run_stops_with_a_checkpoint_resumes_and_its_log_follows_to_the_end(
         settings: Settings, store: Store) -> None:
-    started = run_cli("finetune", "--iterations", "20", *SMALL)
+    # 100 iterations (~5 s here): the test must catch the run between iterations 2 and 99
+    started = run_cli("finetune", "--iterations", "100", *SMALL)
     assert started.returncode == 0, started.stderr
     assert "run 1 started in the background" in started.stdout
     assert "fpoctl dash --run 1" in started.stdout and "fpoctl logs 1 -f" in started.stdout
@@ -52,20 +53,20 @@ def test_detached_run_stops_with_a_checkpoint_resumes_and_its_log_follows_to_the
     message = jobs.stop_run(settings, 1)  # what the dashboard's `s` key calls
     assert message.startswith("stop requested: run 1 stops after its current iteration")
     run = wait_for(lambda: ended(store, 1))
-    assert run.status == "stopped" and 2 <= run.step < 20
+    assert run.status == "stopped" and 2 <= run.step < 100
     assert_last_checkpoint_loads(store, 1, run.step)
     assert any("stopped at iteration" in e.message and "SIGTERM" in e.message
                for e in store.events_since(1))
     assert jobs.resume_run(settings, 1).startswith("run 1 resumed")  # the `r` key
     log = run_cli("logs", "1", "-f", timeout=120)  # returns when the job ends
     assert log.returncode == 0, log.stderr
-    assert "job of run 1 ended: stopped" in log.stdout and "iter 20/20" in log.stdout
+    assert "job of run 1 ended: stopped" in log.stdout and "iter 100/100" in log.stdout
     assert log.stdout.rstrip().endswith("job of run 1 ended: finished (exit code 0)")
     assert run_cli("logs", "1", "-n", "1").stdout.startswith("[fpoctl] job of run 1 ended: finished")
     run = store.get_run(1)
-    assert run.status == "finished" and run.step == 20, run.error
-    assert_history_complete(store, 1, 20, eval_every=5)
-    assert_last_checkpoint_loads(store, 1, 20)
+    assert run.status == "finished" and run.step == 100, run.error
+    assert_history_complete(store, 1, 100, eval_every=5)
+    assert_last_checkpoint_loads(store, 1, 100)
 
 
 def test_ctrl_c_in_the_foreground_stops_after_the_iteration_with_a_checkpoint(store: Store) -> None:
