@@ -118,6 +118,10 @@ def test_bad_input_gives_one_line_errors(home: Path) -> None:
     assert_one_line_error(run_cli("finetune", "--task", "libero-spatail"), "unknown task")
     assert_one_line_error(run_cli("finetune", "--set", "nmc=3"), "unknown config key")
     assert_one_line_error(run_cli("finetune", "--set", "n_mc=abc"), "must be an integer")
+    assert_one_line_error(run_cli("finetune", "--set", "ratio=avg"),
+                          "ratio must be one of per_sample, averaged")
+    assert_one_line_error(run_cli("finetune", "--set", "num_envs=0"), "num_envs must be at least 1")
+    assert_one_line_error(run_cli("sft", "--set", "expert_noise=-0.1"), "expert_noise must be 0 or more")
     assert_one_line_error(run_cli("finetune", "--init", "nope", "--iterations", "1"), "'nope' is neither")
     assert_one_line_error(run_cli("sft", "--demos", str(home / "missing.npz")),
                           "cannot read demonstrations")

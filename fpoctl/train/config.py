@@ -214,6 +214,7 @@ def resolve(cls: type, toml_path: str | Path | None = None, overrides: list[str]
                           f"known: {', '.join(fields)}")
     cfg = cls(**values)
     _check_types(cfg)
+    _check_values(cfg)
     return cfg
 
 
@@ -243,6 +244,39 @@ def _check_types(cfg: Any) -> None:
             raise FpoctlError(f"config {f.name} must be a table/JSON object, got {value!r}")
         if expected.startswith("bool") and not isinstance(value, bool):
             raise FpoctlError(f"config {f.name} must be true or false, got {value!r}")
+
+
+CHOICES = {"ratio": ("per_sample", "averaged"), "loss_reduction": ("mean", "sum"),
+           "critic": ("value", "q_ensemble")}
+"""String fields with a fixed set of values."""
+AT_LEAST_ONE = ("iterations", "horizon", "hidden", "num_envs", "rollout_chunks", "exec_steps",
+                "flow_steps", "n_mc", "update_epochs", "minibatch_size", "critic_hidden",
+                "critic_epochs", "q_ensemble_size", "q_value_samples", "eval_every", "eval_episodes",
+                "checkpoint_every", "keep_checkpoints", "max_nan_updates", "nproc",
+                "expert_episodes", "steps", "batch_size")
+"""Counts that must be >= 1."""
+NOT_NEGATIVE = ("cpu_threads", "explore_scale", "clip_eps", "loss_clamp", "diff_clamp",
+                "max_grad_norm", "critic_warmup", "expert_noise", "q_tau")
+"""Numbers that must be >= 0."""
+POSITIVE = ("actor_lr", "critic_lr", "lr")
+"""Numbers that must be > 0."""
+
+
+def _check_values(cfg: Any) -> None:
+    names = {f.name for f in dataclasses.fields(cfg)}
+    for name, allowed in CHOICES.items():
+        if name in names and getattr(cfg, name) not in allowed:
+            raise FpoctlError(f"config {name} must be one of {', '.join(allowed)}, "
+                              f"got {getattr(cfg, name)!r}")
+    for group, ok, what in ((AT_LEAST_ONE, lambda v: v >= 1, "at least 1"),
+                            (NOT_NEGATIVE, lambda v: v >= 0, "0 or more"),
+                            (POSITIVE, lambda v: v > 0, "more than 0")):
+        for name in names.intersection(group):
+            if not ok(getattr(cfg, name)):
+                raise FpoctlError(f"config {name} must be {what}, got {getattr(cfg, name)!r}")
+    for name in ("gamma", "gae_lambda", "q_tau"):
+        if name in names and not 0 <= getattr(cfg, name) <= 1:
+            raise FpoctlError(f"config {name} must be between 0 and 1, got {getattr(cfg, name)!r}")
 
 
 def as_dict(cfg: Any) -> dict[str, Any]:
