@@ -150,3 +150,15 @@ def test_critic_warmup_fits_only_the_critic_for_its_iterations() -> None:
     assert any(not torch.equal(a, b) for a, b in zip(critic, tr.critic.parameters(), strict=True))
     assert tr.train_iteration()["fpo/updates"] > 0
     assert any(not torch.equal(a, b) for a, b in zip(actor, tr.policy.parameters(), strict=True))
+
+
+def test_exec_steps_beyond_the_chunk_execute_the_chunk_and_say_so() -> None:
+    cfg = FinetuneConfig(task="fast-goal", num_envs=2, exec_steps=9)
+    events: list[tuple[str, str, str]] = []
+    policy = MLPFlowPolicy(MLPFlowConfig(obs_dim=4, action_dim=2, horizon=4, hidden=32))
+    tr = FPOTrainer(cfg, policy, get_task("fast-goal"), torch.device("cpu"),
+                    on_event=lambda *e: events.append(e))
+    assert tr.exec_steps == 4
+    assert events == [("warning", "config", "exec_steps 9 is more than the policy's chunk of 4 "
+                       "steps: executing 4")]
+    tr.close()

@@ -53,6 +53,9 @@ class FPOTrainer:
         self._eval_venv: Any = None
         self.d_env = int(self.venv.single_action_space.shape[0])
         self.exec_steps = min(cfg.exec_steps, policy.horizon)
+        if cfg.exec_steps > policy.horizon:
+            self.on_event("warning", "config", f"exec_steps {cfg.exec_steps} is more than the "
+                          f"policy's chunk of {policy.horizon} steps: executing {policy.horizon}")
         feat = policy.critic_feature_dim
         if cfg.critic == "value":
             self.critic: torch.nn.Module = ValueCritic(feat, cfg.critic_hidden)
