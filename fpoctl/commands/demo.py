@@ -35,8 +35,7 @@ def demo(
         raise FpoctlError(f"the demo needs a task with a scripted expert and a recipe, e.g. "
                           f"fast-goal or libero-spatial/0; {task} has "
                           f"{'no expert' if spec.expert is None else 'no recipe'}")
-    if spec.missing():
-        raise FpoctlError(f"task {task} needs {', '.join(spec.missing())}: {spec.install_hint}")
+    spec.require_installed()
     console.print(f"[bold]1/2[/] behaviour cloning a flow policy on [bold]{task}[/] from scripted "
                   f"expert demonstrations ({recipe.note})")
     with progress_bar("SFT", "step") as update:

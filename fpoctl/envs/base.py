@@ -65,6 +65,12 @@ class TaskSpec:
         """Modules this task needs that are not installed."""
         return [m for m in self.requires if importlib.util.find_spec(m) is None]
 
+    def require_installed(self) -> None:
+        """Raise a one-line TaskUnavailableError (with the install hint) when a module is missing."""
+        if missing := self.missing():
+            raise TaskUnavailableError(
+                f"task {self.name} needs {', '.join(missing)}: {self.install_hint or 'make sim'}")
+
     def eval_env_kwargs(self, num_envs: int) -> dict[str, Any]:
         """Env kwargs for an evaluation over `num_envs` envs: tasks with recorded initial states
         visit them in order (each once for as many episodes as there are states) rather than
@@ -73,10 +79,7 @@ class TaskSpec:
 
     def make_env(self, obs_mode: str | None = None, seed: int | None = None, **kwargs) -> gym.Env:
         """A new env of this task (raises a clear error when its simulator is missing)."""
-        missing = self.missing()
-        if missing:
-            raise TaskUnavailableError(
-                f"task {self.name} needs {', '.join(missing)}: {self.install_hint or 'make sim'}")
+        self.require_installed()
         mode = obs_mode or self.default_obs_mode
         if mode not in self.obs_modes:
             raise FpoctlError(f"task {self.name} has no observation mode {mode!r}; "

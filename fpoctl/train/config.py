@@ -256,7 +256,7 @@ AT_LEAST_ONE = ("iterations", "horizon", "hidden", "num_envs", "rollout_chunks",
                 "expert_episodes", "steps", "batch_size")
 """Counts that must be >= 1."""
 NOT_NEGATIVE = ("cpu_threads", "explore_scale", "clip_eps", "loss_clamp", "diff_clamp",
-                "max_grad_norm", "critic_warmup", "expert_noise", "q_tau")
+                "max_grad_norm", "critic_warmup", "expert_noise")
 """Numbers that must be >= 0."""
 POSITIVE = ("actor_lr", "critic_lr", "lr")
 """Numbers that must be > 0."""

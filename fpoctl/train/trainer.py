@@ -20,7 +20,7 @@ from torch import Tensor
 
 from fpoctl.envs import TaskSpec, make_vector_env
 from fpoctl.envs.vector import make_eval_vector_env
-from fpoctl.train.config import FinetuneConfig
+from fpoctl.train.config import CHOICES, FinetuneConfig
 from fpoctl.train.critics import QEnsemble, ValueCritic
 from fpoctl.train.distributed import LOCAL, RANK_SEED_STRIDE, Ranks
 from fpoctl.train.evaluate import check_policy_fits, evaluate
@@ -43,8 +43,8 @@ class FPOTrainer:
 
     def __init__(self, cfg: FinetuneConfig, policy: Any, task: TaskSpec, device: torch.device,
                  on_event: EventFn | None = None, ranks: Ranks = LOCAL) -> None:
-        if cfg.critic not in ("value", "q_ensemble"):
-            raise ValueError(f"critic must be 'value' or 'q_ensemble', got {cfg.critic!r}")
+        if cfg.critic not in CHOICES["critic"]:
+            raise ValueError(f"critic must be one of {CHOICES['critic']}, got {cfg.critic!r}")
         self.cfg, self.policy, self.task, self.device, self.ranks = cfg, policy, task, device, ranks
         self.on_event = on_event or (lambda level, kind, msg: None)
         self.seed = cfg.seed + RANK_SEED_STRIDE * ranks.rank  # envs and samplers of this rank
