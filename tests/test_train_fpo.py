@@ -162,3 +162,13 @@ def test_exec_steps_beyond_the_chunk_execute_the_chunk_and_say_so() -> None:
     assert events == [("warning", "config", "exec_steps 9 is more than the policy's chunk of 4 "
                        "steps: executing 4")]
     tr.close()
+
+
+def test_critic_warmup_covering_every_iteration_is_warned_about() -> None:
+    events: list[tuple[str, str, str]] = []
+    policy = MLPFlowPolicy(MLPFlowConfig(obs_dim=4, action_dim=2, horizon=4, hidden=32))
+    cfg = FinetuneConfig(task="fast-goal", num_envs=2, exec_steps=4, iterations=3, critic_warmup=3)
+    FPOTrainer(cfg, policy, get_task("fast-goal"), torch.device("cpu"),
+               on_event=lambda *e: events.append(e)).close()
+    assert events == [("warning", "config", "critic_warmup 3 is not less than iterations 3: "
+                       "the actor will not be updated")]

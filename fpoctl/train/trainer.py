@@ -56,6 +56,9 @@ class FPOTrainer:
         if cfg.exec_steps > policy.horizon:
             self.on_event("warning", "config", f"exec_steps {cfg.exec_steps} is more than the "
                           f"policy's chunk of {policy.horizon} steps: executing {policy.horizon}")
+        if cfg.critic_warmup >= cfg.iterations:
+            self.on_event("warning", "config", f"critic_warmup {cfg.critic_warmup} is not less "
+                          f"than iterations {cfg.iterations}: the actor will not be updated")
         feat = policy.critic_feature_dim
         if cfg.critic == "value":
             self.critic: torch.nn.Module = ValueCritic(feat, cfg.critic_hidden)
