@@ -152,12 +152,17 @@ def test_critic_warmup_fits_only_the_critic_for_its_iterations() -> None:
     assert any(not torch.equal(a, b) for a, b in zip(actor, tr.policy.parameters(), strict=True))
 
 
-def test_exec_steps_beyond_the_chunk_execute_the_chunk_and_say_so() -> None:
-    cfg = FinetuneConfig(task="fast-goal", num_envs=2, exec_steps=9)
+def trainer_with_events(**over: object) -> tuple[FPOTrainer, list[tuple[str, str, str]]]:
+    """A fast-goal trainer with a horizon-4 policy, and the events its construction logged."""
     events: list[tuple[str, str, str]] = []
     policy = MLPFlowPolicy(MLPFlowConfig(obs_dim=4, action_dim=2, horizon=4, hidden=32))
-    tr = FPOTrainer(cfg, policy, get_task("fast-goal"), torch.device("cpu"),
-                    on_event=lambda *e: events.append(e))
+    tr = FPOTrainer(FinetuneConfig(task="fast-goal", num_envs=2, **over), policy,
+                    get_task("fast-goal"), torch.device("cpu"), on_event=lambda *e: events.append(e))
+    return tr, events
+
+
+def test_exec_steps_beyond_the_chunk_execute_the_chunk_and_say_so() -> None:
+    tr, events = trainer_with_events(exec_steps=9)
     assert tr.exec_steps == 4
     assert events == [("warning", "config", "exec_steps 9 is more than the policy's chunk of 4 "
                        "steps: executing 4")]
@@ -165,10 +170,7 @@ def test_exec_steps_beyond_the_chunk_execute_the_chunk_and_say_so() -> None:
 
 
 def test_critic_warmup_covering_every_iteration_is_warned_about() -> None:
-    events: list[tuple[str, str, str]] = []
-    policy = MLPFlowPolicy(MLPFlowConfig(obs_dim=4, action_dim=2, horizon=4, hidden=32))
-    cfg = FinetuneConfig(task="fast-goal", num_envs=2, exec_steps=4, iterations=3, critic_warmup=3)
-    FPOTrainer(cfg, policy, get_task("fast-goal"), torch.device("cpu"),
-               on_event=lambda *e: events.append(e)).close()
+    tr, events = trainer_with_events(exec_steps=4, iterations=3, critic_warmup=3)
+    tr.close()
     assert events == [("warning", "config", "critic_warmup 3 is not less than iterations 3: "
                        "the actor will not be updated")]
