@@ -20,7 +20,7 @@ from policies.mlp import MLPFlowConfig, MLPFlowPolicy
 from policies.pi0 import io as pi0_io
 from policies.pi0.config import Pi0Config
 from policies.pi0.model import Pi0Model
-from policies.weights import TensorInfo, check_keys, expected_shapes, read_header
+from policies.weights import TensorInfo, check_keys, expected_shapes, read_header, renamed_shapes
 
 WEIGHTS = "model.safetensors"
 
@@ -45,7 +45,7 @@ class CheckedType:
     expected: Callable[[dict[str, Any]], dict[str, tuple[int, ...]]]
     """config.json dict -> the state-dict shapes it implies (built on the meta device)."""
     fix_keys: Callable[[Mapping[str, TensorInfo]], dict[str, str]]
-    """Stored key -> model key (renames of older layouts; dropped duplicates)."""
+    """Model key -> stored key (renames of older layouts; one stored tensor may serve two keys)."""
 
 
 def _mlp_expected(cfg: dict[str, Any]) -> dict[str, tuple[int, ...]]:
@@ -110,8 +110,7 @@ def inspect_checkpoint(folder: str | Path) -> CheckpointInfo:
         raise PolicyError(f"{folder / 'config.json'}: {exc}") from None
     header = read_header(folder / WEIGHTS)
     rename = checked.fix_keys(header)
-    check_keys(expected, {new: header[old].shape for old, new in rename.items()},
-               f"{folder / WEIGHTS} does not match {kind}")
+    check_keys(expected, renamed_shapes(header, rename), f"{folder / WEIGHTS} does not match {kind}")
     _check_state_files(folder)
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     return CheckpointInfo(policy_type=kind, n_params=sum(t.numel for t in header.values()),

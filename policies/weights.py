@@ -96,15 +96,29 @@ def expected_shapes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, tuple[i
     return {k: tuple(v.shape) for k, v in state_dict.items()}
 
 
+def renamed_shapes(header: Mapping[str, TensorInfo], rename: Mapping[str, str]) -> dict[str, tuple[int, ...]]:
+    """Model key -> shape under `rename` (model key -> stored key); stored keys nothing maps to keep
+    their own name (and so show up as unexpected)."""
+    used = set(rename.values())
+    return {**{old: header[old].shape for old in header if old not in used},
+            **{new: header[old].shape for new, old in rename.items()}}
+
+
 def load_checked(path: str | Path, expected: Mapping[str, tuple[int, ...]], what: str,
                  fix_keys: Callable[[dict[str, TensorInfo]], dict[str, str]] | None = None
                  ) -> dict[str, torch.Tensor]:
-    """Check the header against `expected` (after renaming with `fix_keys`: old -> new), then load."""
+    """Check the header against `expected` (after `fix_keys`: model key -> stored key), then load.
+    A stored tensor that serves two model keys is copied, so the two never share storage."""
     header = read_header(path)
     rename = fix_keys(header) if fix_keys else {k: k for k in header}
-    check_keys(expected, {new: header[old].shape for old, new in rename.items()}, what)
+    check_keys(expected, renamed_shapes(header, rename), what)
     try:
         tensors = load_file(str(path))
     except Exception as exc:  # safetensors raises its own error types
         raise PolicyError(f"{Path(path).name} cannot be read: {exc}") from None
-    return {new: tensors[old] for old, new in rename.items()}
+    out: dict[str, torch.Tensor] = {}
+    seen: set[str] = set()
+    for new, old in rename.items():
+        out[new] = tensors[old].clone() if old in seen else tensors[old]
+        seen.add(old)
+    return out

@@ -16,6 +16,7 @@ from policies.base import FlowPolicy
 from policies.checkpoint import inspect_checkpoint
 from policies.mlp import MLPFlowConfig, MLPFlowPolicy
 from policies.pi0 import Pi0Policy
+from policies.pi0.io import EMBED, LM_HEAD
 from policies.pi0.preprocess import MeanStd
 from policies.registry import PolicyError, make_policy
 
@@ -100,7 +101,7 @@ def test_state_file_is_read_from_the_processor_json_not_a_fixed_name(saved) -> N
 
 def test_missing_key_fails_naming_it(saved) -> None:
     _, folder = saved
-    key = "paligemma_with_expert.gemma_expert.model.layers.1.mlp.up_proj.weight"
+    key = "model.paligemma_with_expert.gemma_expert.model.layers.1.mlp.up_proj.weight"  # LeRobot's prefix
     _rewrite_weights(folder, lambda t: t.pop(key))
     with pytest.raises(PolicyError, match=r"1 missing: .*layers\.1\.mlp\.up_proj\.weight"):
         make_policy(folder)
@@ -110,7 +111,7 @@ def test_wrong_shape_and_unexpected_key_fail_naming_them(saved) -> None:
     _, folder = saved
 
     def edit(t: dict) -> None:
-        t["state_proj.weight"] = torch.zeros(32, 31)
+        t["model.state_proj.weight"] = torch.zeros(32, 31)
         t["extra.weight"] = torch.zeros(2)
     _rewrite_weights(folder, edit)
     with pytest.raises(PolicyError, match=r"1 unexpected: extra\.weight; 1 wrong shape: state_proj\.weight "
@@ -130,21 +131,38 @@ def test_corrupt_safetensors_header_fails_clearly(saved) -> None:
         inspect_checkpoint(folder)
 
 
-def test_older_key_names_are_renamed_on_load(saved) -> None:
+def test_older_key_names_and_the_model_prefix_are_accepted_on_load(saved) -> None:
     policy, folder = saved
-    lm_head = "paligemma_with_expert.paligemma.lm_head.weight"
 
     def edit(t: dict) -> None:
+        for k in list(t):
+            t[k.removeprefix("model.")] = t.pop(k)
         for part in ("in", "out"):
             for kind in ("weight", "bias"):
                 t[f"time_mlp_{part}.{kind}"] = t.pop(f"action_time_mlp_{part}.{kind}")
-        t["paligemma_with_expert.paligemma.model.language_model.embed_tokens.weight"] = t.pop(lm_head)
-        for k in list(t):
-            t[f"model.{k}"] = t.pop(k)
     _rewrite_weights(folder, edit)
     back = make_policy(folder)
-    assert torch.equal(back.state_dict()[lm_head], policy.state_dict()[lm_head])
     assert torch.equal(back.action_time_mlp_in.weight, policy.action_time_mlp_in.weight)
+    for key, value in policy.state_dict().items():
+        assert torch.equal(back.state_dict()[key], value), key
+
+
+def test_token_tables_load_as_lerobot_does(saved) -> None:
+    """Both stored: both kept. lm_head alone (openpi conversions): embed_tokens := lm_head, a copy
+    (and embed_tokens alone gives lm_head, which pi0 never uses)."""
+    policy, folder = saved
+    lm_head, embed = f"model.{LM_HEAD}", f"model.{EMBED}"
+    assert not torch.equal(policy.state_dict()[LM_HEAD], policy.state_dict()[EMBED])
+    back = make_policy(folder)
+    assert torch.equal(back.state_dict()[EMBED], policy.state_dict()[EMBED])
+    assert torch.equal(back.state_dict()[LM_HEAD], policy.state_dict()[LM_HEAD])
+    _rewrite_weights(folder, lambda t: t.pop(embed))
+    tied = make_policy(folder, scope="full")
+    assert torch.equal(tied.state_dict()[EMBED], policy.state_dict()[LM_HEAD])
+    assert tied.state_dict()[EMBED].data_ptr() != tied.state_dict()[LM_HEAD].data_ptr()
+    policy.save_pretrained(folder)
+    _rewrite_weights(folder, lambda t: t.pop(lm_head))
+    assert torch.equal(make_policy(folder).state_dict()[LM_HEAD], policy.state_dict()[EMBED])
 
 
 def test_inspect_checkpoint_reads_headers_only(saved) -> None:

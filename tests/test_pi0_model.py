@@ -12,6 +12,7 @@ from policies import flow
 from policies.pi0 import Pi0Config, Pi0Policy
 from policies.pi0.lora import merged_state_dict
 from policies.pi0.model import Pi0Model, make_attn_mask
+from policies.registry import make_policy
 
 
 def reference_shapes() -> dict[str, tuple[int, ...]]:
@@ -25,6 +26,7 @@ def reference_shapes() -> dict[str, tuple[int, ...]]:
            f"{p}.multi_modal_projector.linear.weight": (2048, 1152),
            f"{p}.multi_modal_projector.linear.bias": (2048,),
            "paligemma_with_expert.paligemma.lm_head.weight": (257152, 2048),
+           f"{p}.language_model.embed_tokens.weight": (257152, 2048),
            f"{p}.language_model.norm.weight": (2048,), f"{e}.model.norm.weight": (1024,),
            f"{e}.lm_head.weight": (257152, 1024),
            "state_proj.weight": (1024, 32), "action_in_proj.weight": (1024, 32),
@@ -80,7 +82,15 @@ def test_full_size_pi0_has_exactly_the_reference_keys_and_shapes() -> None:
     want = reference_shapes()
     assert sorted(set(got) - set(want)) == [] and sorted(set(want) - set(got)) == []
     assert {k for k in want if got[k] != want[k]} == set()
-    assert round(sum(v.numel() for v in model.state_dict().values()) / 1e9, 3) == 3.501
+    # LeRobot 0.6.1's save of pi0: 778 keys, 4,028,019,472 stored parameters (both token tables)
+    assert len(got) == 778 and sum(v.numel() for v in model.state_dict().values()) == 4_028_019_472
+
+
+def test_meta_device_builds_full_size_pi0_without_allocating() -> None:
+    with torch.device("meta"):
+        policy = make_policy("pi0")
+    assert {p.device.type for p in policy.state_dict().values()} == {"meta"}
+    assert len(policy.state_dict()) == 778
 
 
 def test_attention_mask_matches_the_rule_on_a_hand_checked_case() -> None:
@@ -186,10 +196,24 @@ def test_expert_scope_trains_expert_and_heads_and_runs_the_prefix_without_autogr
     assert prefix_grads == [False] and loss.requires_grad
 
 
-def test_full_scope_trains_everything_but_the_unused_expert_lm_head(policy: Pi0Policy) -> None:
+def test_full_scope_trains_everything_but_the_two_unused_lm_heads(policy: Pi0Policy) -> None:
     policy.set_trainable("full")
     frozen = {n for n, p in policy.named_parameters() if not p.requires_grad}
-    assert frozen == {"paligemma_with_expert.gemma_expert.lm_head.weight"}
+    assert frozen == {"paligemma_with_expert.gemma_expert.lm_head.weight",
+                      "paligemma_with_expert.paligemma.lm_head.weight"}
+    assert policy.language_model.embed_tokens.weight.requires_grad  # the table prompts are embedded with
+
+
+def test_prompts_are_embedded_with_embed_tokens_not_lm_head(policy: Pi0Policy) -> None:
+    batch = policy.prepare(env_obs(2), "cpu")
+    noise = torch.randn(2, 10, 32)
+    before = policy.sample(batch, noise=noise)
+    with torch.no_grad():
+        policy.paligemma_with_expert.paligemma.lm_head.weight.normal_()
+    assert torch.equal(policy.sample(batch, noise=noise), before)
+    with torch.no_grad():
+        policy.language_model.embed_tokens.weight.normal_()
+    assert not torch.allclose(policy.sample(batch, noise=noise), before)
 
 
 def test_gradient_checkpointing_recomputes_layers_with_the_same_gradients(tokenizer) -> None:
@@ -213,15 +237,18 @@ def test_gradient_checkpointing_recomputes_layers_with_the_same_gradients(tokeni
         torch.testing.assert_close(a, b)
 
 
-def test_bf16_keeps_norms_vision_tower_projector_and_heads_in_fp32(tokenizer) -> None:
-    policy = tiny_policy(tokenizer, dtype="bfloat16")
+def test_bf16_keeps_norms_vision_tower_projector_heads_and_trainable_weights_in_fp32(tokenizer) -> None:
+    policy = tiny_policy(tokenizer, dtype="bfloat16")  # scope "expert"
     dtypes = {n: p.dtype for n, p in policy.named_parameters()}
     fp32 = {n for n, d in dtypes.items() if d == torch.float32}
     assert all(("vision_tower" in n or "multi_modal_projector" in n or "norm" in n
-                or not n.startswith("paligemma_with_expert")) for n in fp32)
-    for low in ("paligemma.model.language_model.layers.0.mlp.up_proj",
-                "gemma_expert.model.layers.1.self_attn.q_proj"):
-        assert dtypes[f"paligemma_with_expert.{low}.weight"] == torch.bfloat16
+                or "gemma_expert.model" in n or not n.startswith("paligemma_with_expert")) for n in fp32)
+    assert dtypes["paligemma_with_expert.paligemma.model.language_model.layers.0.mlp.up_proj.weight"] \
+        == torch.bfloat16  # frozen
+    assert dtypes["paligemma_with_expert.gemma_expert.model.layers.1.self_attn.q_proj.weight"] \
+        == torch.float32  # trained: a float32 master weight
+    policy.set_trainable("lora")
+    assert policy.action_expert.layers[1].self_attn.q_proj.weight.dtype == torch.bfloat16
     batch = policy.prepare(env_obs(2), "cpu")
     actions = policy.sample(batch, noise=torch.randn(2, 10, 32))
     loss = policy.cfm_loss(batch, actions, torch.rand(2, 2), torch.randn(2, 2, 10, 32))
@@ -272,3 +299,41 @@ def test_tiny_pi0_learns_to_reproduce_demonstrated_chunks(policy: Pi0Policy) -> 
         losses.append(loss.item())
     assert sum(losses[-10:]) < 0.6 * sum(losses[:10])
     assert sample_error() < 0.3 * before
+
+
+def _adam_update(policy: Pi0Policy, steps: int = 10, lr: float = 1e-5) -> dict[str, torch.Tensor]:
+    """Trainable weights after `steps` Adam steps on one fixed batch, minus before (float32)."""
+    batch = policy.prepare(env_obs(2), "cpu")
+    g = torch.Generator().manual_seed(1)
+    actions, t, noise = torch.randn(2, 10, 32, generator=g), torch.rand(2, 4, generator=g), \
+        torch.randn(2, 4, 10, 32, generator=g)
+    params = {n: p for n, p in policy.named_parameters() if p.requires_grad}
+    before = {n: p.detach().float().clone() for n, p in params.items()}
+    opt = torch.optim.Adam(params.values(), lr=lr, eps=1e-5)  # the trainer's actor optimiser
+    for _ in range(steps):
+        opt.zero_grad()
+        policy.cfm_loss(batch, actions, t, noise).mean().backward()
+        opt.step()
+    return {n: p.detach().float() - before[n] for n, p in params.items()}
+
+
+@pytest.mark.parametrize("scope", ["expert", "full"])
+def test_bf16_training_moves_the_weights_like_float32(tokenizer, scope: str) -> None:
+    """Trainable weights are float32 masters in bf16 mode: 10 Adam steps at lr 1e-5 move them as in
+    float32 (the compute is bf16, so the gradients differ a little); bf16 weights would not move."""
+    ref = _adam_update(tiny_policy(tokenizer, seed=3, scope=scope))
+    low = tiny_policy(tokenizer, seed=3, scope=scope, dtype="bfloat16")
+    assert all(p.dtype == torch.float32 for p in low.parameters() if p.requires_grad)
+    got = _adam_update(low)
+    assert set(got) == set(ref)
+    num = sum((got[n] - ref[n]).pow(2).sum() for n in ref).sqrt()
+    den = sum(ref[n].pow(2).sum() for n in ref).sqrt()
+    assert num / den < 0.05, f"relative update difference {num / den:.3f}"
+    # bf16 weights under the same ten steps (each one rounded, as Adam on a bf16 tensor is) lose most
+    name = "paligemma_with_expert.gemma_expert.model.layers.0.mlp.up_proj.weight"
+    start = low.state_dict()[name].to(torch.bfloat16)
+    w = start
+    for _ in range(10):
+        w = (w.float() + ref[name] / 10).to(torch.bfloat16)
+    lost = (w.float() - start.float() - ref[name]).norm() / ref[name].norm()
+    assert lost > 0.5, f"bf16 weights kept {1 - lost:.0%} of the update"

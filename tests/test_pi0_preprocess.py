@@ -42,15 +42,16 @@ def test_resize_with_pad_keeps_aspect_and_pads_black_centred() -> None:
     assert torch.equal(resize_with_pad(same, 8), same.permute(0, 3, 1, 2).float() / 127.5 - 1.0)
 
 
-def test_prompt_tokens_are_bos_text_newline_right_padded(tokenizer: Path) -> None:
+def test_prompt_tokens_are_lerobots_raw_task_plus_newline_right_padded(tokenizer: Path) -> None:
     import sentencepiece as spm
 
     sp = spm.SentencePieceProcessor(model_file=str(tokenizer))
     tok = PromptTokenizer(tokenizer, max_length=16)
-    tokens, mask = tok(["  pick_up the bowl\n", "turn on the stove"])
-    want = [2, *sp.encode("pick up the bowl"), *sp.encode("\n")]
+    tokens, mask = tok(["  pick_up the bowl", "turn on the stove\n"])
+    want = [2, *sp.encode("  pick_up the bowl\n")]  # raw text, no strip or '_' cleaning (LeRobot)
     assert tokens[0, :len(want)].tolist() == want and mask[0].sum() == len(want)
     assert (tokens[0, len(want):] == 0).all() and not mask[0, len(want):].any()
+    assert tokens[1, :mask[1].sum()].tolist() == [2, *sp.encode("turn on the stove\n")]  # not twice
     long_tokens, long_mask = tok(["put the cream cheese in the bowl " * 5])
     assert long_mask.all() and long_tokens[0, 0] == 2
 

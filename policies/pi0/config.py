@@ -41,14 +41,18 @@ GEMMA_VARIANTS: dict[str, GemmaSpec] = {
     "gemma_300m": GemmaSpec(width=1024, depth=18, mlp_dim=4096, num_heads=8, num_kv_heads=1, head_dim=256),
     "tiny": GemmaSpec(width=64, depth=2, mlp_dim=128, num_heads=4, num_kv_heads=1, head_dim=16),
     "tiny_expert": GemmaSpec(width=32, depth=2, mlp_dim=64, num_heads=4, num_kv_heads=1, head_dim=16),
+    # LeRobot hard-codes 8 heads in the joint layer: the small size its own code can build (golden fixtures)
+    "tiny_8h": GemmaSpec(width=64, depth=2, mlp_dim=128, num_heads=8, num_kv_heads=1, head_dim=8),
+    "tiny_8h_expert": GemmaSpec(width=32, depth=2, mlp_dim=64, num_heads=8, num_kv_heads=1, head_dim=8),
 }
 
 SO400M = VisionSpec(width=1152, depth=27, mlp_dim=4304, num_heads=16, patch_size=14)
 TINY_VISION = VisionSpec(width=32, depth=2, mlp_dim=64, num_heads=2, patch_size=8)
 
 # The vision tower and vocabulary come with the language model they were trained with.
-VISION_FOR_VLM: dict[str, VisionSpec] = {"gemma_2b": SO400M, "gemma_300m": SO400M, "tiny": TINY_VISION}
-VOCAB_FOR_VLM: dict[str, int] = {"gemma_2b": 257_152, "gemma_300m": 257_152, "tiny": 512}
+VISION_FOR_VLM: dict[str, VisionSpec] = {"gemma_2b": SO400M, "gemma_300m": SO400M, "tiny": TINY_VISION,
+                                          "tiny_8h": TINY_VISION}
+VOCAB_FOR_VLM: dict[str, int] = {"gemma_2b": 257_152, "gemma_300m": 257_152, "tiny": 512, "tiny_8h": 512}
 
 
 @dataclass

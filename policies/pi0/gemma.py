@@ -85,10 +85,13 @@ class GemmaDecoderLayer(nn.Module):
 
 
 class GemmaModel(nn.Module):
-    """A decoder stack without token embedding: `layers.N` and the final `norm`."""
+    """A decoder stack: `layers.N`, the final `norm` and, given a vocabulary, the `embed_tokens` table
+    (the language model has one; the action expert embeds no tokens)."""
 
-    def __init__(self, spec: GemmaSpec) -> None:
+    def __init__(self, spec: GemmaSpec, vocab_size: int | None = None) -> None:
         super().__init__()
+        if vocab_size is not None:
+            self.embed_tokens = nn.Embedding(vocab_size, spec.width)
         self.layers = nn.ModuleList(GemmaDecoderLayer(spec) for _ in range(spec.depth))
         self.norm = RMSNorm(spec.width)
 

@@ -31,6 +31,7 @@ PRE_STATS = "policy_preprocessor_step_5_normalizer_processor.safetensors"
 POST_STATS = "policy_postprocessor_step_0_unnormalizer_processor.safetensors"
 TOKENIZER_FILES = ("paligemma_tokenizer.model", "tokenizer.model")
 IMAGE_KEY = "observation.images."
+PREFIX = "model."  # LeRobot's save_pretrained writes every key under it
 LM_HEAD = "paligemma_with_expert.paligemma.lm_head.weight"
 EMBED = "paligemma_with_expert.paligemma.model.language_model.embed_tokens.weight"
 
@@ -70,19 +71,19 @@ def read_config(folder: Path) -> tuple[Pi0Config, dict[str, Any]]:
 
 
 def fix_keys(header: Mapping[str, TensorInfo]) -> dict[str, str]:
-    """old -> new key: drop a uniform `model.` prefix, `time_mlp_*` -> `action_time_mlp_*`, and the
-    tied embedding -> `lm_head` (when both are stored, lm_head wins)."""
-    names = list(header)
-    strip = bool(names) and all(k.startswith("model.") for k in names)
+    """Model key -> stored key, as LeRobot 0.6.1 loads pi0: a `model.` prefix (its saves) is dropped,
+    `time_mlp_*` becomes `action_time_mlp_*`, and a file holding only one of the two token tables
+    (openpi conversions store lm_head alone) gives it to both; a file with both keeps both."""
     out: dict[str, str] = {}
-    for old in names:
-        new = old[len("model."):] if strip else old
+    for old in header:
+        new = old[len(PREFIX):] if old.startswith(PREFIX) else old
         new = re.sub(r"^time_mlp_(in|out)\.", r"action_time_mlp_\1.", new)
-        if new == EMBED:
-            if any(k.endswith(LM_HEAD) for k in names):
-                continue
-            new = LM_HEAD
-        out[old] = new
+        if new in out:
+            raise PolicyError(f"{old!r} and {out[new]!r} are both stored for {new!r}")
+        out[new] = old
+    for have, lack in ((LM_HEAD, EMBED), (EMBED, LM_HEAD)):
+        if have in out and lack not in out:
+            out[lack] = out[have]
     return out
 
 
@@ -152,8 +153,8 @@ def write_folder(folder: Path, config: Pi0Config, raw_config: Mapping[str, Any],
     cfg = {**features, "normalization_mapping": norm_map, **dict(raw_config), **config.to_dict(),
            "type": "pi0"}
     (folder / CONFIG).write_text(json.dumps(cfg, indent=2) + "\n")
-    save_file({k: v.detach().contiguous().cpu() for k, v in state_dict.items()}, str(folder / WEIGHTS),
-              metadata={"format": "pt"})
+    save_file({PREFIX + k: v.detach().contiguous().cpu() for k, v in state_dict.items()},
+              str(folder / WEIGHTS), metadata={"format": "pt"})
 
     eps = proc.state.eps
     all_features = {**cfg["input_features"], **cfg["output_features"]}

@@ -58,30 +58,24 @@ class Projector(nn.Module):
 
 
 class PaliGemmaModel(nn.Module):
-    """vision_tower, multi_modal_projector, language_model (its embedding is the tied lm_head)."""
+    """vision_tower, multi_modal_projector, language_model (with the `embed_tokens` prompts use)."""
 
     def __init__(self, config: Pi0Config) -> None:
         super().__init__()
         self.vision_tower = SiglipVisionTower(config.vision, config.image_size)
         self.multi_modal_projector = Projector(config.vision.width, config.vlm.width)
-        self.language_model = GemmaModel(config.vlm)
-
-
-class TiedLMHead(nn.Linear):
-    """PaliGemma's `lm_head`, whose weight doubles as the token embedding (pi0 never computes logits)."""
-
-    def embed(self, tokens: Tensor) -> Tensor:
-        """Token ids [B, L] -> embeddings [B, L, W] (not yet scaled)."""
-        return F.embedding(tokens, self.weight)
+        self.language_model = GemmaModel(config.vlm, config.vocab_size)
 
 
 class PaliGemma(nn.Module):
-    """`paligemma.model` and `paligemma.lm_head` (the tied token embedding)."""
+    """`paligemma.model` and `paligemma.lm_head`: a table of its own, as LeRobot keeps it (openpi ties
+    it to embed_tokens). pi0 never computes logits, so lm_head is stored and never trained; prompts
+    are embedded with `embed_tokens`, which a full fine-tune trains."""
 
     def __init__(self, config: Pi0Config) -> None:
         super().__init__()
         self.model = PaliGemmaModel(config)
-        self.lm_head = TiedLMHead(config.vlm.width, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.vlm.width, config.vocab_size, bias=False)
 
 
 class GemmaForCausalLM(nn.Module):
@@ -133,13 +127,23 @@ class Pi0Model(nn.Module):
     def _dtype_of(self, stack: GemmaModel) -> torch.dtype:
         return stack.layers[0].self_attn.q_proj.weight.dtype
 
+    def _autocast(self, enabled: bool) -> torch.autocast:
+        return torch.autocast(self.action_out_proj.weight.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def compute_precision(self) -> torch.autocast:
+        """The entry points run under this: with dtype="bfloat16" the transformers compute in bf16
+        (autocast), whatever their weights are stored in; the vision tower, projector and heads
+        compute in float32 (as LeRobot's bf16 pi0 keeps them)."""
+        return self._autocast(self.config.dtype == "bfloat16")
+
     # -- prefix: images + prompt -------------------------------------------------------
     def embed_images(self, images: Tensor) -> Tensor:
         """images [B, C, 3, S, S] in [-1, 1] -> tokens [B, C * T, W_vlm] (camera after camera)."""
         b, c = images.shape[:2]
         pg = self.paligemma_with_expert.paligemma.model
-        tokens = pg.vision_tower(images.flatten(0, 1), self.config.gradient_checkpointing)
-        feats = pg.multi_modal_projector(tokens)  # [B*C, T, W]
+        with self._autocast(False):
+            tokens = pg.vision_tower(images.flatten(0, 1).float(), self.config.gradient_checkpointing)
+            feats = pg.multi_modal_projector(tokens)  # [B*C, T, W]
         return feats.reshape(b, c * feats.shape[1], feats.shape[2])
 
     def embed_prefix(self, batch: Mapping[str, Tensor]) -> Prefix:
@@ -153,7 +157,7 @@ class Pi0Model(nn.Module):
         images, img_valid = images[:, keep], img_valid[:, keep]
         tokens, tok_valid = batch["tokens"], batch["token_masks"]
         dtype = self._dtype_of(self.language_model)
-        lang = self.paligemma_with_expert.paligemma.lm_head.embed(tokens) * math.sqrt(self.config.vlm.width)
+        lang = self.language_model.embed_tokens(tokens) * math.sqrt(self.config.vlm.width)
         parts, valid = [lang.to(dtype)], [tok_valid]
         if images.shape[1] > 0:
             img = self.embed_images(images).to(dtype)
@@ -178,11 +182,12 @@ class Pi0Model(nn.Module):
         The state token opens a block the prefix cannot see; the first action token opens another
         one, so the state does not see the actions while every action sees all actions.
         """
-        state_tok = self.state_proj(state.to(self.state_proj.weight.dtype))[:, None]
-        act = self.action_in_proj(x_t.to(self.action_in_proj.weight.dtype))
-        temb = flow.posemb_sincos(t, act.shape[-1], self.config.min_period, self.config.max_period)
-        temb = temb.to(act.dtype)[:, None].expand_as(act)
-        act = self.action_time_mlp_out(F.silu(self.action_time_mlp_in(torch.cat([act, temb], dim=-1))))
+        with self._autocast(False):
+            state_tok = self.state_proj(state.to(self.state_proj.weight.dtype))[:, None]
+            act = self.action_in_proj(x_t.to(self.action_in_proj.weight.dtype))
+            temb = flow.posemb_sincos(t, act.shape[-1], self.config.min_period, self.config.max_period)
+            temb = temb.to(act.dtype)[:, None].expand_as(act)
+            act = self.action_time_mlp_out(F.silu(self.action_time_mlp_in(torch.cat([act, temb], dim=-1))))
         embs = torch.cat([state_tok, act], dim=1).to(self._dtype_of(self.action_expert))
         b, n = embs.shape[:2]
         pad = torch.ones(b, n, dtype=torch.bool, device=embs.device)
@@ -192,7 +197,8 @@ class Pi0Model(nn.Module):
 
     def _velocity_from_expert(self, out: Tensor) -> Tensor:
         h = self.config.chunk_size
-        return self.action_out_proj(out[:, -h:].to(self.action_out_proj.weight.dtype))
+        with self._autocast(False):
+            return self.action_out_proj(out[:, -h:].to(self.action_out_proj.weight.dtype))
 
     def velocity_cached(self, cache: KVCache, prefix_pad: Tensor, state: Tensor, x_t: Tensor,
                         t: Tensor) -> Tensor:
@@ -229,17 +235,18 @@ class Pi0Model(nn.Module):
         With the cache (default) the prefix runs once and each step runs only the expert;
         use_cache=False re-runs the whole joint model every step (same result, for checks).
         """
-        prefix = self.embed_prefix(batch)
-        state = batch["state"]
-        if use_cache:
-            cache = self.prefix_cache(prefix)
-            def velocity(x: Tensor, t: Tensor) -> Tensor:
-                return self.velocity_cached(cache, prefix[1], state, x, t)
-        else:
-            def velocity(x: Tensor, t: Tensor) -> Tensor:
-                return self.velocity_full(prefix, state, x, t)
-        return flow.euler_sample(velocity, noise, steps=steps, explore_scale=explore_scale,
-                                 explore_steps=explore_steps, generator=generator)
+        with self.compute_precision():
+            prefix = self.embed_prefix(batch)
+            state = batch["state"]
+            if use_cache:
+                cache = self.prefix_cache(prefix)
+                def velocity(x: Tensor, t: Tensor) -> Tensor:
+                    return self.velocity_cached(cache, prefix[1], state, x, t)
+            else:
+                def velocity(x: Tensor, t: Tensor) -> Tensor:
+                    return self.velocity_full(prefix, state, x, t)
+            return flow.euler_sample(velocity, noise, steps=steps, explore_scale=explore_scale,
+                                     explore_steps=explore_steps, generator=generator)
 
     def cfm_loss(self, batch: Mapping[str, Any], actions: Tensor, t: Tensor, noise: Tensor,
                  mask: Tensor | None = None, reduction: str = "mean") -> Tensor:
@@ -249,19 +256,21 @@ class Pi0Model(nn.Module):
         as one batch of B * N. When no VLM parameter is trainable the prefix runs without autograd.
         """
         b, n = t.shape
-        with torch.set_grad_enabled(self._prefix_trainable()):
-            prefix = self.embed_prefix(batch)
-            cache = self.prefix_cache(prefix)
-        cache = [(k.repeat_interleave(n, dim=0), v.repeat_interleave(n, dim=0)) for k, v in cache]
-        x_t = flow.interpolate(actions, noise, t).flatten(0, 1)
-        v = self.velocity_cached(cache, prefix[1].repeat_interleave(n, dim=0),
-                                 batch["state"].repeat_interleave(n, dim=0), x_t, t.flatten())
+        with self.compute_precision():
+            with torch.set_grad_enabled(self._prefix_trainable()):
+                prefix = self.embed_prefix(batch)
+                cache = self.prefix_cache(prefix)
+            cache = [(k.repeat_interleave(n, dim=0), v.repeat_interleave(n, dim=0)) for k, v in cache]
+            x_t = flow.interpolate(actions, noise, t).flatten(0, 1)
+            v = self.velocity_cached(cache, prefix[1].repeat_interleave(n, dim=0),
+                                     batch["state"].repeat_interleave(n, dim=0), x_t, t.flatten())
         return flow.cfm_loss(v.unflatten(0, (b, n)).float(), actions.float(), noise.float(), mask, reduction)
 
     def prefix_features(self, batch: Mapping[str, Any]) -> Tensor:
         """Mean over valid prefix tokens of the language model's final-normed output [B, W_vlm]."""
-        embs, pad, ar = self.embed_prefix(batch)
-        positions = torch.cumsum(pad.to(torch.int64), dim=1) - 1
-        (out, _), _ = joint_forward(self._stacks(), [embs, None], make_attn_mask(pad, ar), positions)
+        with self.compute_precision():
+            embs, pad, ar = self.embed_prefix(batch)
+            positions = torch.cumsum(pad.to(torch.int64), dim=1) - 1
+            (out, _), _ = joint_forward(self._stacks(), [embs, None], make_attn_mask(pad, ar), positions)
         w = pad.to(torch.float32)[..., None]
         return (out.float() * w).sum(dim=1) / w.sum(dim=1).clamp_min(1.0)

@@ -8,6 +8,7 @@ with mask False), `state` float [B, S], `prompt` list[str]. Actions live in mode
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -48,15 +49,18 @@ class Pi0Policy(Pi0Model):
         self.raw_config: dict[str, Any] = {}
         self.scope = scope
         self.lora_rank, self.lora_alpha = lora_rank, lora_alpha
-        self.apply_precision()
+        self._trainable: set[str] = set()
         self.set_trainable(scope)
 
     # -- setup ---------------------------------------------------------------------------
     def stored_dtype(self, name: str) -> torch.dtype:
-        """float32: everything. bfloat16: both transformers in bf16 except the vision tower, the
-        projector and every norm; the heads and LoRA adapters always stay float32."""
+        """float32: everything. bfloat16: the FROZEN weights of both transformers in bf16, except the
+        vision tower, the projector and every norm. What trains keeps float32 master weights (Adam's
+        ~1e-5 steps would vanish below a bf16 ulp) and computes in bf16 under autocast; the heads and
+        LoRA adapters always stay float32."""
         low = (self.config.dtype == "bfloat16" and name.startswith("paligemma_with_expert.")
-               and not any(part in name for part in FP32_PARTS) and "lora_" not in name)
+               and not any(part in name for part in FP32_PARTS) and "lora_" not in name
+               and name not in self._trainable)
         return torch.bfloat16 if low else torch.float32
 
     def apply_precision(self) -> None:
@@ -71,7 +75,7 @@ class Pi0Policy(Pi0Model):
         dtype it computes in (None: its parameters' own) and the methods other than `forward` that
         use its weights: every vision-tower layer, every layer of both Gemma stacks (bf16 with
         dtype="bfloat16"; their norms then are units of their own, kept float32), the token
-        embedding, and the expert's unused lm_head (so it is never gathered). The root keeps the
+        embedding, and both unused lm_heads (so they are never gathered). The root keeps the
         rest: projector, heads, final norms, patch and position embeddings."""
         low = torch.bfloat16 if self.config.dtype == "bfloat16" else None
         pg = self.paligemma_with_expert.paligemma
@@ -82,13 +86,14 @@ class Pi0Policy(Pi0Model):
                 if low:
                     units += [(layer.input_layernorm, None, ()), (layer.post_attention_layernorm, None, ())]
                 units.append((layer, low, ()))
-        units.append((pg.lm_head, low, ("embed",)))
-        units.append((self.paligemma_with_expert.gemma_expert.lm_head, None, ()))
+        units.append((self.language_model.embed_tokens, low, ()))
+        units += [(pg.lm_head, None, ()), (self.paligemma_with_expert.gemma_expert.lm_head, None, ())]
         return units
 
     def set_trainable(self, scope: str) -> None:
-        """expert: action expert + heads; full: everything (but the unused expert lm_head);
-        lora: adapters on both transformers' projections + heads (the rest frozen)."""
+        """expert: action expert + heads; full: everything but the two lm_heads (pi0 never decodes
+        text; the prompt table embed_tokens trains); lora: adapters on both transformers'
+        projections + heads (the rest frozen). Then each parameter takes its `stored_dtype`."""
         if scope not in SCOPES:
             raise PolicyError(f"unknown trainable scope {scope!r}; known: {', '.join(SCOPES)}")
         self.scope = scope
@@ -102,7 +107,10 @@ class Pi0Policy(Pi0Model):
         if scope == "lora":
             for p in add_lora([self.language_model, self.action_expert], self.lora_rank, self.lora_alpha):
                 p.requires_grad_(True)
+        self.paligemma_with_expert.paligemma.lm_head.requires_grad_(False)
         self.paligemma_with_expert.gemma_expert.lm_head.requires_grad_(False)
+        self._trainable = {name for name, p in self.named_parameters() if p.requires_grad}
+        self.apply_precision()
 
     def set_camera_map(self, camera_map: Mapping[str, str]) -> None:
         """Assign env cameras to model slots (added to the defaults)."""
@@ -228,9 +236,8 @@ class Pi0Policy(Pi0Model):
             policy = cls(config, scope="expert", lora_rank=lora_rank, lora_alpha=lora_alpha)
         weights = io.read_weights(folder, expected_shapes(policy.state_dict()))
         policy.load_state_dict(weights, strict=True, assign=True)
-        policy.apply_precision()  # cast on the CPU, then move: half the transfer in bf16
+        policy.set_trainable(scope)  # casts to each parameter's stored dtype on the CPU, then move
         policy.to(device)
-        policy.set_trainable(scope)
         policy.raw_config = raw
         policy.processors = processors
         policy.set_camera_map(processors.camera_map | dict(camera_map or {}))
@@ -242,9 +249,10 @@ class Pi0Policy(Pi0Model):
     @classmethod
     def create(cls, config: Pi0Config, *, tokenizer: str | Path | None = None,
                camera_map: Mapping[str, str] | None = None, scope: str = "expert", lora_rank: int = 16,
-               lora_alpha: float = 16.0, device: torch.device | str = "cpu") -> Pi0Policy:
-        """A freshly initialised pi0 (random weights, identity normalisation)."""
-        with torch.device(device):
+               lora_alpha: float = 16.0, device: torch.device | str | None = None) -> Pi0Policy:
+        """A freshly initialised pi0 (random weights, identity normalisation) on `device` (default:
+        torch's current default device, so `with torch.device("meta")` allocates nothing)."""
+        with torch.device(device) if device is not None else contextlib.nullcontext():
             policy = cls(config, scope=scope, lora_rank=lora_rank, lora_alpha=lora_alpha)
         if camera_map:
             policy.set_camera_map(camera_map)

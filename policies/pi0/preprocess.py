@@ -1,8 +1,10 @@
 """Observation preprocessing for pi0: images, prompts (SentencePiece) and mean/std normalisation.
 
 Images: uint8 [B, H, W, 3] -> resized without distortion and centre padded (black) to S x S,
-scaled to [-1, 1], channels first. Prompts: strip, '_' and newlines -> spaces, BOS + tokens +
-the tokens of "\\n", right padded with id 0 (mask False). State and actions: (x - mean) / (std + eps).
+scaled to [-1, 1], channels first. Prompts as LeRobot's pi0 processor writes them: the raw task
+with "\\n" appended when missing (no strip, no '_' replacement: openpi cleans, LeRobot does not),
+BOS + tokens, cut to max_length, right padded with id 0 (mask False). State and actions:
+(x - mean) / (std + eps) in, x * std + mean out (LeRobot's normalizer / unnormalizer pair).
 """
 
 from __future__ import annotations
@@ -37,11 +39,6 @@ def resize_with_pad(images: Tensor, size: int) -> Tensor:
     return x / 127.5 - 1.0
 
 
-def clean_prompt(prompt: str) -> str:
-    """openpi's cleaning: strip, then '_' and newlines become spaces."""
-    return prompt.strip().replace("_", " ").replace("\n", " ")
-
-
 class PromptTokenizer:
     """PaliGemma's SentencePiece tokenisation of prompts into fixed-length, right-padded ids."""
 
@@ -63,9 +60,9 @@ class PromptTokenizer:
         return self.sp.get_piece_size()
 
     def encode(self, prompt: str) -> list[int]:
-        """BOS + tokens of the cleaned prompt + tokens of "\\n", cut to max_length."""
-        ids = self.sp.encode(clean_prompt(prompt), add_bos=True) + self.sp.encode("\n")
-        return ids[: self.max_length]
+        """BOS + tokens of the prompt with "\\n" appended when missing, cut to max_length."""
+        text = prompt if prompt.endswith("\n") else prompt + "\n"
+        return self.sp.encode(text, add_bos=True)[: self.max_length]
 
     def __call__(self, prompts: Sequence[str]) -> tuple[Tensor, Tensor]:
         """tokens [B, L] int64 (0-padded) and mask [B, L] bool."""
@@ -106,10 +103,10 @@ class MeanStd:
         return x if stats is None else (x - stats[0]) / (stats[1] + self.eps)
 
     def unnormalize(self, x: Tensor) -> Tensor:
-        """Normalised -> raw (float32)."""
+        """Normalised -> raw (float32): x * std + mean, without eps (LeRobot's unnormalizer)."""
         stats = self._stats(x)
         x = x.float()
-        return x if stats is None else x * (stats[1] + self.eps) + stats[0]
+        return x if stats is None else x * stats[1] + stats[0]
 
 
 def pad_last(x: Tensor, size: int, what: str) -> Tensor:
