@@ -220,3 +220,28 @@ def test_lerobot_config_fields_we_do_not_use_survive_a_load_save_cycle(saved, tm
     again = json.loads((tmp_path / "again" / "config.json").read_text())
     assert again["use_amp"] is False and again["optimizer_lr"] == 2.5e-5
     assert list(again["input_features"]) == ["observation.images.image"]
+
+
+def _edit_config(folder: Path, **fields) -> None:
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, **fields}))
+
+
+def test_relative_actions_are_refused_before_any_weight_is_read(saved) -> None:
+    _, folder = saved
+    _edit_config(folder, use_relative_actions=True, relative_exclude_joints=["gripper"])
+    for load in (make_policy, inspect_checkpoint):
+        with pytest.raises(PolicyError, match="use_relative_actions is true"):
+            load(folder)
+
+
+def test_fields_that_would_change_behaviour_are_named_in_warnings(saved) -> None:
+    _, folder = saved
+    assert make_policy(folder).load_warnings == []
+    _edit_config(folder, optimizer_lr=1e-3, use_relative_actions=False, time_sampling_beta_alpha=2.0,
+                 rtc_config={"enabled": True}, dream_mode="on")
+    warnings = make_policy(folder).load_warnings
+    assert len(warnings) == 3
+    assert any("'time_sampling_beta_alpha' = 2.0" in w for w in warnings)
+    assert any("'rtc_config'" in w for w in warnings)
+    assert any("'dream_mode' is unknown" in w for w in warnings)

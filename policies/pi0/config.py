@@ -142,9 +142,44 @@ class Pi0Config:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Pi0Config:
-        """Build from a LeRobot config.json dict; fields this class does not know are ignored."""
+        """Build from a LeRobot config.json dict; fields this class does not know are left out (see
+        `unsupported_fields` for the ones that would change what the policy does). Relative actions
+        (LeRobot's `use_relative_actions`) are refused: their processor steps are not implemented here,
+        and such a checkpoint run without them would act on the wrong actions."""
+        if data.get("use_relative_actions"):
+            raise ValueError("use_relative_actions is true: fpoctl does not implement LeRobot's "
+                             "relative/absolute action steps and would act on the wrong actions")
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+LEROBOT_BEHAVIOUR_DEFAULTS: dict[str, Any] = {
+    "n_obs_steps": 1, "time_sampling_beta_alpha": 1.5, "time_sampling_beta_beta": 1.0,
+    "time_sampling_scale": 0.999, "time_sampling_offset": 0.001, "rtc_config": None, "use_peft": False,
+    "freeze_vision_encoder": False, "train_expert_only": False,
+}
+"""LeRobot PI0Config fields fpoctl does not read, at the value whose behaviour fpoctl has; another value
+changes what LeRobot would do (fpoctl's own job config sets training: `scope`, learning rates)."""
+LEROBOT_SETTINGS = frozenset({
+    "type", "input_features", "output_features", "normalization_mapping", "device", "use_amp",
+    "push_to_hub", "repo_id", "private", "tags", "license", "pretrained_path", "pretrained_revision",
+    "compile_model", "compile_mode", "empty_cameras", "relative_exclude_joints", "action_feature_names",
+    "optimizer_lr", "optimizer_betas", "optimizer_eps", "optimizer_weight_decay", "optimizer_grad_clip_norm",
+    "scheduler_warmup_steps", "scheduler_decay_steps", "scheduler_decay_lr"})
+"""LeRobot fields with no effect here: bookkeeping, LeRobot's own trainer settings (fpoctl's job config
+replaces them), features (read from the processors), empty cameras (a missing slot is masked anyway)."""
+
+
+def unsupported_fields(data: dict[str, Any]) -> list[str]:
+    """Warnings, one per config.json field that would change behaviour and that fpoctl does not honour
+    (a non-default value of a known LeRobot field, or a field nobody here knows)."""
+    known = {f.name for f in fields(Pi0Config)} | LEROBOT_SETTINGS
+    defaults = LEROBOT_BEHAVIOUR_DEFAULTS
+    out = [f"config.json field {k!r} = {v!r} is not supported (fpoctl behaves as with {defaults[k]!r})"
+           for k, v in data.items() if k in defaults and v != defaults[k]]
+    out += [f"config.json field {k!r} is unknown to fpoctl and ignored" for k in data
+            if k not in known and k not in LEROBOT_BEHAVIOUR_DEFAULTS and k != "use_relative_actions"]
+    return out
 
 
 def full_config(**overrides: Any) -> Pi0Config:

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from policies.errors import PolicyError
 from policies.pi0 import io
-from policies.pi0.config import CAMERAS, Pi0Config
+from policies.pi0.config import CAMERAS, Pi0Config, unsupported_fields
 from policies.pi0.lora import add_lora, merged_state_dict
 from policies.pi0.model import Pi0Model
 from policies.pi0.preprocess import MeanStd, PromptTokenizer, pad_last, resize_with_pad
@@ -47,6 +47,8 @@ class Pi0Policy(Pi0Model):
         self.processors = io.Processors(camera_map=dict(DEFAULT_CAMERA_MAP))
         self.tokenizer: PromptTokenizer | None = None
         self.raw_config: dict[str, Any] = {}
+        self.load_warnings: list[str] = []
+        """config.json fields of a loaded folder that would change behaviour and are not honoured."""
         self.scope = scope
         self.lora_rank, self.lora_alpha = lora_rank, lora_alpha
         self._trainable: set[str] = set()
@@ -239,6 +241,7 @@ class Pi0Policy(Pi0Model):
         policy.set_trainable(scope)  # casts to each parameter's stored dtype on the CPU, then move
         policy.to(device)
         policy.raw_config = raw
+        policy.load_warnings = unsupported_fields(raw)
         policy.processors = processors
         policy.set_camera_map(processors.camera_map | dict(camera_map or {}))
         tok = tokenizer or processors.tokenizer_file
