@@ -88,11 +88,13 @@ def read_policy_type(folder: Path) -> tuple[str, dict[str, Any]]:
     return kind, cfg
 
 
-def _check_state_files(folder: Path) -> None:
-    """Every `state_file` a processor JSON names exists and has a valid header."""
+def _check_processors(folder: Path) -> None:
+    """Every `state_file` a processor JSON names exists and has a valid header; no relative actions."""
     for name in (pi0_io.PRE, pi0_io.POST):
         if (folder / name).is_file():
-            for step in pi0_io.read_json(folder / name).get("steps", []):
+            steps = pi0_io.read_json(folder / name).get("steps", [])
+            pi0_io.check_action_steps(steps, str(folder / name))
+            for step in steps:
                 if "state_file" in step:
                     read_header(folder / step["state_file"])
 
@@ -111,7 +113,7 @@ def inspect_checkpoint(folder: str | Path) -> CheckpointInfo:
     header = read_header(folder / WEIGHTS)
     rename = checked.fix_keys(header)
     check_keys(expected, renamed_shapes(header, rename), f"{folder / WEIGHTS} does not match {kind}")
-    _check_state_files(folder)
+    _check_processors(folder)
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     return CheckpointInfo(policy_type=kind, n_params=sum(t.numel for t in header.values()),
                           size_bytes=sum(p.stat().st_size for p in files),

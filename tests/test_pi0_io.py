@@ -53,16 +53,45 @@ def _rewrite_weights(folder: Path, edit) -> None:
 
 
 def test_save_writes_the_lerobot_layout(saved) -> None:
-    _, folder = saved
+    policy, folder = saved
     names = {p.name for p in folder.iterdir()}
     assert {"config.json", WEIGHTS, "policy_preprocessor.json", "policy_postprocessor.json",
-            "paligemma_tokenizer.model"} <= names
+            "paligemma_tokenizer.model", "fpoctl.json"} <= names
     cfg = json.loads((folder / "config.json").read_text())
     assert cfg["type"] == "pi0" and cfg["paligemma_variant"] == "tiny"
     assert cfg["output_features"]["action"]["shape"] == [7]
-    steps = json.loads((folder / "policy_preprocessor.json").read_text())["steps"]
-    stats = load_file(str(folder / next(s["state_file"] for s in steps if "state_file" in s)))
+    assert set(load_file(str(folder / WEIGHTS))) == {f"model.{k}" for k in policy.state_dict()}
+    pre = json.loads((folder / "policy_preprocessor.json").read_text())["steps"]
+    post = json.loads((folder / "policy_postprocessor.json").read_text())["steps"]
+    assert [s["registry_name"] for s in pre] == [  # LeRobot 0.6.1's make_pi0_pre_post_processors
+        "rename_observations_processor", "to_batch_processor", "pi0_new_line_processor",
+        "tokenizer_processor", "device_processor", "relative_actions_processor", "normalizer_processor"]
+    assert [s["registry_name"] for s in post] == [
+        "unnormalizer_processor", "absolute_actions_processor", "device_processor"]
+    assert pre[0]["config"]["rename_map"] == {}
+    assert pre[6]["state_file"] == "policy_preprocessor_step_6_normalizer_processor.safetensors"
+    assert post[0]["state_file"] == "policy_postprocessor_step_0_unnormalizer_processor.safetensors"
+    stats = load_file(str(folder / pre[6]["state_file"]))
     assert set(stats) == {"observation.state.mean", "observation.state.std", "action.mean", "action.std"}
+    assert json.loads((folder / "fpoctl.json").read_text())["camera_map"]["frontview"] == "right_wrist_0_rgb"
+
+
+def test_actions_are_unnormalised_as_x_times_std_plus_mean(saved) -> None:
+    policy, _ = saved
+    x = torch.randn(2, 10, 32)
+    want = x[..., :7] * policy.processors.action.std + policy.processors.action.mean
+    torch.testing.assert_close(torch.as_tensor(policy.to_env_actions(x, 7)), want)
+
+
+def test_enabled_relative_action_steps_are_refused(saved) -> None:
+    _, folder = saved
+    pre = json.loads((folder / "policy_preprocessor.json").read_text())
+    step = next(s for s in pre["steps"] if s["registry_name"] == "relative_actions_processor")
+    step["config"]["enabled"] = True
+    (folder / "policy_preprocessor.json").write_text(json.dumps(pre))
+    for load in (make_policy, inspect_checkpoint):
+        with pytest.raises(PolicyError, match="relative_actions_processor is enabled"):
+            load(folder)
 
 
 def test_save_load_round_trip_is_bit_exact(saved) -> None:
@@ -171,7 +200,7 @@ def test_inspect_checkpoint_reads_headers_only(saved) -> None:
     assert info.policy_type == "pi0"
     assert info.n_params == sum(v.numel() for v in policy.state_dict().values())
     assert "model.safetensors" in info.files and info.size_bytes > (folder / WEIGHTS).stat().st_size
-    (folder / "policy_preprocessor_step_5_normalizer_processor.safetensors").unlink()
+    (folder / "policy_preprocessor_step_6_normalizer_processor.safetensors").unlink()
     with pytest.raises(PolicyError, match="does not exist"):
         inspect_checkpoint(folder)
 

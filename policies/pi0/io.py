@@ -1,9 +1,9 @@
 """pi0 folders in the LeRobot layout: config.json, model.safetensors, processor JSONs and stats files.
 
 Stats files are the ones the processor JSONs name in `state_file` (flat keys such as
-`observation.state.mean`, `action.std`); the camera map lives in the rename step
-(`observation.images.<env camera>` -> `observation.images.<model camera>`); a SentencePiece model
-travels as `paligemma_tokenizer.model`.
+`observation.state.mean`, `action.std`); fpoctl's env camera -> model slot map lives in `fpoctl.json`
+(LeRobot's rename step keeps `rename_map` {}; image renames found there are read too); a
+SentencePiece model travels as `paligemma_tokenizer.model`.
 """
 
 from __future__ import annotations
@@ -27,9 +27,11 @@ from policies.weights import TensorInfo, load_checked
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 PRE, POST = "policy_preprocessor.json", "policy_postprocessor.json"
-PRE_STATS = "policy_preprocessor_step_5_normalizer_processor.safetensors"
+PRE_STATS = "policy_preprocessor_step_6_normalizer_processor.safetensors"
 POST_STATS = "policy_postprocessor_step_0_unnormalizer_processor.safetensors"
 TOKENIZER_FILES = ("paligemma_tokenizer.model", "tokenizer.model")
+OWN = "fpoctl.json"  # fpoctl's own settings beside LeRobot's files: the env camera -> model slot map
+RELATIVE_STEPS = ("relative_actions_processor", "absolute_actions_processor")
 IMAGE_KEY = "observation.images."
 PREFIX = "model."  # LeRobot's save_pretrained writes every key under it
 LM_HEAD = "paligemma_with_expert.paligemma.lm_head.weight"
@@ -114,11 +116,23 @@ def _mean_std(stats: dict[str, torch.Tensor], key: str, eps: float) -> MeanStd |
     return None
 
 
+def check_action_steps(steps: list[dict[str, Any]], where: str) -> None:
+    """PolicyError when a processor converts actions to/from relative ones (not implemented here)."""
+    for name in RELATIVE_STEPS:
+        step = _step(steps, name)
+        if step is not None and (step.get("config") or {}).get("enabled"):
+            raise PolicyError(f"{where}: {name} is enabled; fpoctl does not implement LeRobot's "
+                              "relative actions and would act on the wrong actions")
+
+
 def read_processors(folder: Path) -> Processors:
-    """Normalisation stats, camera map and tokenizer file (each optional: a fresh model has none)."""
+    """Normalisation stats, camera map and tokenizer file (each optional: a fresh model has none).
+    The camera map is fpoctl's own file plus any image renames of LeRobot's rename step."""
     out = Processors()
     pre = read_json(folder / PRE).get("steps", []) if (folder / PRE).exists() else []
     post = read_json(folder / POST).get("steps", []) if (folder / POST).exists() else []
+    check_action_steps(pre, str(folder / PRE))
+    check_action_steps(post, str(folder / POST))
     norm, unnorm = _step(pre, "normalizer_processor"), _step(post, "unnormalizer_processor")
     eps = float(((norm or unnorm or {}).get("config") or {}).get("eps", 1e-8))
     pre_stats, post_stats = _stats(folder, norm), _stats(folder, unnorm)
@@ -128,6 +142,8 @@ def read_processors(folder: Path) -> Processors:
     rename = ((_step(pre, "rename_observations_processor") or {}).get("config") or {}).get("rename_map", {})
     out.camera_map = {k[len(IMAGE_KEY):]: v[len(IMAGE_KEY):] for k, v in rename.items()
                       if k.startswith(IMAGE_KEY) and v.startswith(IMAGE_KEY)}
+    if (folder / OWN).is_file():
+        out.camera_map |= read_json(folder / OWN).get("camera_map", {})
     out.tokenizer_file = next((folder / f for f in TOKENIZER_FILES if (folder / f).is_file()), None)
     return out
 
@@ -137,9 +153,42 @@ def _flat_stats(norms: Mapping[str, MeanStd]) -> dict[str, torch.Tensor]:
             if n.mean is not None for part in ("mean", "std")}
 
 
+def _processor_steps(config: Pi0Config, features: dict[str, Any], eps: float
+                     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """LeRobot 0.6.1's pi0 pipelines (processor_pi0.py), relative actions off: pre = rename, batch,
+    newline, tokenizer, device, relative_actions, normalizer (its stats: step 6); post =
+    unnormalizer (step 0), absolute_actions, device."""
+    norm_map = {"VISUAL": "IDENTITY", "STATE": "MEAN_STD", "ACTION": "MEAN_STD"}
+    all_features = {**features["input_features"], **features["output_features"]}
+    pre = [
+        {"registry_name": "rename_observations_processor", "config": {"rename_map": {}}},
+        {"registry_name": "to_batch_processor", "config": {}},
+        {"registry_name": "pi0_new_line_processor", "config": {}},
+        {"registry_name": "tokenizer_processor",
+         "config": {"max_length": config.tokenizer_max_length, "task_key": "task", "padding_side": "right",
+                    "padding": "max_length", "truncation": True,
+                    "tokenizer_name": "google/paligemma-3b-pt-224"}},
+        {"registry_name": "device_processor", "config": {"device": "cpu", "float_dtype": None}},
+        {"registry_name": "relative_actions_processor",
+         "config": {"enabled": False, "exclude_joints": ["gripper"], "action_names": None}},
+        {"registry_name": "normalizer_processor",
+         "config": {"eps": eps, "features": all_features, "norm_map": norm_map}, "state_file": PRE_STATS},
+    ]
+    post = [
+        {"registry_name": "unnormalizer_processor",
+         "config": {"eps": eps, "features": features["output_features"], "norm_map": norm_map},
+         "state_file": POST_STATS},
+        {"registry_name": "absolute_actions_processor", "config": {"enabled": False}},
+        {"registry_name": "device_processor", "config": {"device": "cpu", "float_dtype": None}},
+    ]
+    return pre, post
+
+
 def write_folder(folder: Path, config: Pi0Config, raw_config: Mapping[str, Any],
                  state_dict: Mapping[str, torch.Tensor], proc: Processors) -> None:
-    """Write the LeRobot layout (the weights exactly as given: merge adapters before calling)."""
+    """Write the LeRobot layout (the weights exactly as given: merge adapters before calling): every
+    key under LeRobot's `model.` prefix, its processor pipelines with `rename_map` {} and fpoctl's
+    camera map in a file of its own (LeRobot ignores it)."""
     folder.mkdir(parents=True, exist_ok=True)
     size = list(config.image_resolution)
     state_dim = config.max_state_dim if proc.state.mean is None else proc.state.mean.shape[0]
@@ -155,31 +204,13 @@ def write_folder(folder: Path, config: Pi0Config, raw_config: Mapping[str, Any],
     (folder / CONFIG).write_text(json.dumps(cfg, indent=2) + "\n")
     save_file({PREFIX + k: v.detach().contiguous().cpu() for k, v in state_dict.items()},
               str(folder / WEIGHTS), metadata={"format": "pt"})
-
-    eps = proc.state.eps
-    all_features = {**cfg["input_features"], **cfg["output_features"]}
-    rename = {f"{IMAGE_KEY}{k}": f"{IMAGE_KEY}{v}" for k, v in proc.camera_map.items() if k != v}
-    pre_steps = [
-        {"registry_name": "rename_observations_processor", "config": {"rename_map": rename}},
-        {"registry_name": "to_batch_processor", "config": {}},
-        {"registry_name": "pi0_new_line_processor", "config": {}},
-        {"registry_name": "tokenizer_processor",
-         "config": {"tokenizer_name": "google/paligemma-3b-pt-224", "max_length": config.tokenizer_max_length,
-                    "padding_side": "right", "padding": "max_length"}},
-        {"registry_name": "device_processor", "config": {"device": "cpu", "float_dtype": None}},
-        {"registry_name": "normalizer_processor",
-         "config": {"eps": eps, "features": all_features, "norm_map": norm_map}, "state_file": PRE_STATS},
-    ]
-    post_steps = [
-        {"registry_name": "unnormalizer_processor",
-         "config": {"eps": eps, "features": cfg["output_features"], "norm_map": norm_map},
-         "state_file": POST_STATS},
-        {"registry_name": "device_processor", "config": {"device": "cpu", "float_dtype": None}},
-    ]
+    pre_steps, post_steps = _processor_steps(config, features, proc.state.eps)
     for name, steps in ((PRE, pre_steps), (POST, post_steps)):
         (folder / name).write_text(json.dumps({"name": name[:-5], "steps": steps}, indent=2) + "\n")
     save_file(_flat_stats({"observation.state": proc.state, "action": proc.action}), str(folder / PRE_STATS))
     save_file(_flat_stats({"action": proc.action}), str(folder / POST_STATS))
+    own = {k: v for k, v in proc.camera_map.items() if k != v}
+    (folder / OWN).write_text(json.dumps({"camera_map": own}, indent=2) + "\n")
     if proc.tokenizer_file is not None:
         target = folder / TOKENIZER_FILES[0]
         if proc.tokenizer_file.resolve() != target.resolve():
