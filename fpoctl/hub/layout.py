@@ -17,6 +17,7 @@ POLICY_PATTERNS = [
     "model.safetensors.index.json",
     "policy_*processor*.json",
     "*tokenizer.model",
+    "fpoctl.json",  # fpoctl's own settings beside LeRobot's files (the env camera -> model slot map)
 ]
 # Only files at the top of the repo: sub-folders (other checkpoints, training state) are left alone.
 IGNORE_PATTERNS = ["*/*"]
