@@ -274,3 +274,10 @@ def test_fields_that_would_change_behaviour_are_named_in_warnings(saved) -> None
     assert any("'time_sampling_beta_alpha' = 2.0" in w for w in warnings)
     assert any("'rtc_config'" in w for w in warnings)
     assert any("'dream_mode' is unknown" in w for w in warnings)
+
+
+def test_normalisation_other_than_mean_std_is_refused(saved) -> None:
+    _, folder = saved
+    _edit_config(folder, normalization_mapping={"STATE": "MIN_MAX"})
+    with pytest.raises(PolicyError, match=r"normalization_mapping .* is not supported"):
+        make_policy(folder)

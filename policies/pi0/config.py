@@ -149,19 +149,25 @@ class Pi0Config:
         if data.get("use_relative_actions"):
             raise ValueError("use_relative_actions is true: fpoctl does not implement LeRobot's "
                              "relative/absolute action steps and would act on the wrong actions")
+        norms = {**NORMALIZATION, **(data.get("normalization_mapping") or {})}
+        if norms != NORMALIZATION:
+            raise ValueError(f"normalization_mapping {norms} is not supported: pi0 here normalises "
+                             "state and actions by mean/std and leaves images as they are")
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+NORMALIZATION = {"VISUAL": "IDENTITY", "STATE": "MEAN_STD", "ACTION": "MEAN_STD"}
+"""LeRobot's pi0 default normalisation_mapping, the only one implemented here."""
 LEROBOT_BEHAVIOUR_DEFAULTS: dict[str, Any] = {
-    "n_obs_steps": 1, "time_sampling_beta_alpha": 1.5, "time_sampling_beta_beta": 1.0,
+    "n_obs_steps": 1, "use_amp": False, "time_sampling_beta_alpha": 1.5, "time_sampling_beta_beta": 1.0,
     "time_sampling_scale": 0.999, "time_sampling_offset": 0.001, "rtc_config": None, "use_peft": False,
     "freeze_vision_encoder": False, "train_expert_only": False,
 }
 """LeRobot PI0Config fields fpoctl does not read, at the value whose behaviour fpoctl has; another value
 changes what LeRobot would do (fpoctl's own job config sets training: `scope`, learning rates)."""
 LEROBOT_SETTINGS = frozenset({
-    "type", "input_features", "output_features", "normalization_mapping", "device", "use_amp",
+    "type", "input_features", "output_features", "normalization_mapping", "device",
     "push_to_hub", "repo_id", "private", "tags", "license", "pretrained_path", "pretrained_revision",
     "compile_model", "compile_mode", "empty_cameras", "relative_exclude_joints", "action_feature_names",
     "optimizer_lr", "optimizer_betas", "optimizer_eps", "optimizer_weight_decay", "optimizer_grad_clip_norm",

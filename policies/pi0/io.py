@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from policies.errors import PolicyError
-from policies.pi0.config import CAMERAS, Pi0Config
+from policies.pi0.config import CAMERAS, NORMALIZATION, Pi0Config
 from policies.pi0.preprocess import MeanStd
 from policies.weights import TensorInfo, load_checked
 
@@ -158,7 +158,7 @@ def _processor_steps(config: Pi0Config, features: dict[str, Any], eps: float
     """LeRobot 0.6.1's pi0 pipelines (processor_pi0.py), relative actions off: pre = rename, batch,
     newline, tokenizer, device, relative_actions, normalizer (its stats: step 6); post =
     unnormalizer (step 0), absolute_actions, device."""
-    norm_map = {"VISUAL": "IDENTITY", "STATE": "MEAN_STD", "ACTION": "MEAN_STD"}
+    norm_map = dict(NORMALIZATION)
     all_features = {**features["input_features"], **features["output_features"]}
     pre = [
         {"registry_name": "rename_observations_processor", "config": {"rename_map": {}}},
@@ -198,8 +198,7 @@ def write_folder(folder: Path, config: Pi0Config, raw_config: Mapping[str, Any],
                            "observation.state": {"type": "STATE", "shape": [state_dim]}},
         "output_features": {"action": {"type": "ACTION", "shape": [action_dim]}},
     }
-    norm_map = {"VISUAL": "IDENTITY", "STATE": "MEAN_STD", "ACTION": "MEAN_STD"}
-    cfg = {**features, "normalization_mapping": norm_map, **dict(raw_config), **config.to_dict(),
+    cfg = {**features, "normalization_mapping": dict(NORMALIZATION), **dict(raw_config), **config.to_dict(),
            "type": "pi0"}
     (folder / CONFIG).write_text(json.dumps(cfg, indent=2) + "\n")
     save_file({PREFIX + k: v.detach().contiguous().cpu() for k, v in state_dict.items()},
@@ -207,8 +206,9 @@ def write_folder(folder: Path, config: Pi0Config, raw_config: Mapping[str, Any],
     pre_steps, post_steps = _processor_steps(config, features, proc.state.eps)
     for name, steps in ((PRE, pre_steps), (POST, post_steps)):
         (folder / name).write_text(json.dumps({"name": name[:-5], "steps": steps}, indent=2) + "\n")
-    save_file(_flat_stats({"observation.state": proc.state, "action": proc.action}), str(folder / PRE_STATS))
-    save_file(_flat_stats({"action": proc.action}), str(folder / POST_STATS))
+    stats = _flat_stats({"observation.state": proc.state, "action": proc.action})
+    for name in (PRE_STATS, POST_STATS):  # LeRobot writes the same stats to both
+        save_file(stats, str(folder / name))
     own = {k: v for k, v in proc.camera_map.items() if k != v}
     (folder / OWN).write_text(json.dumps({"camera_map": own}, indent=2) + "\n")
     if proc.tokenizer_file is not None:
