@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= $(MUJOCO_GL)
 
-.PHONY: demo test test-all lint bench install sim clean
+.PHONY: demo test test-all lint bench gpu-check install sim clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,9 @@ bench: $(VENV)/.stamp-sim      ## benchmarks in bench/ (numbers, not pass/fail)
 	$(PY) bench/hub_bench.py
 	$(PY) bench/kill_resume.py --json bench/results/kill_resume.json
 	$(PY) bench/fsdp_memory.py --json bench/results/fsdp_memory.json
+
+gpu-check: $(VENV)/.stamp-sim  ## needs a CUDA GPU (not part of bench/test): bench/results/gpu.json, < 8 min
+	$(PY) bench/gpu_check.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .demo .bench
