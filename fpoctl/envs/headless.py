@@ -26,6 +26,10 @@ def use_headless_gl() -> str:
     backend = os.environ.get("MUJOCO_GL", "glfw")
     if backend in ("egl", "osmesa"):
         os.environ.setdefault("PYOPENGL_PLATFORM", backend)
+    if backend == "egl" and os.environ.get("CUDA_VISIBLE_DEVICES") == "":
+        # robosuite picks its EGL device by int(CUDA_VISIBLE_DEVICES): "" (no GPU for torch) would
+        # crash every env; EGL device 0 is Mesa's on a CPU box or the first GPU
+        os.environ.setdefault("MUJOCO_EGL_DEVICE_ID", "0")
     return backend
 
 
