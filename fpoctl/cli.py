@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from fpoctl import __version__
-from fpoctl.commands import dash, db, demo, doctor, hub, jobs, runs, tasks, train
+from fpoctl.commands import dash, db, demo, doctor, evaluate, hub, jobs, runs, tasks, train
 from fpoctl.commands.common import err_console
 from fpoctl.errors import FpoctlError
 from fpoctl.settings import Settings
@@ -37,7 +37,7 @@ app.command("finetune")(train.finetune)
 app.command("stop")(jobs.stop)
 app.command("resume")(jobs.resume)
 app.command("logs")(jobs.logs)
-app.command("eval")(train.evaluate)
+app.command("eval")(evaluate.evaluate)
 app.command("demo")(demo.demo)
 app.command("pull")(hub.pull)
 app.command("push")(hub.push)

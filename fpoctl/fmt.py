@@ -49,3 +49,17 @@ def sparkline(values: Sequence[float], width: int = 40) -> str:
     lo, hi = min(values), max(values)
     span = hi - lo or 1.0
     return "".join(SPARK[min(7, int((v - lo) / span * 7.999))] for v in values)
+
+
+def ranges(values: Sequence[int | None]) -> str:
+    """Integers as runs, in their order: [0, 1, 2, 5, 6] -> '0-2, 5-6' (or '-')."""
+    parts: list[str] = []
+    run: list[int] = []
+    for v in [*values, None]:
+        if v is not None and run and v == run[-1] + 1:
+            run.append(v)
+            continue
+        if run:
+            parts.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
+        run = [v] if v is not None else []
+    return ", ".join(parts) or "-"

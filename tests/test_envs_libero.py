@@ -121,16 +121,32 @@ def test_quat_to_axis_angle_matches_a_known_rotation() -> None:
                                [0, 0, np.pi / 2], atol=1e-6)
 
 
-def test_evaluation_envs_sweep_the_recorded_init_states(state_env) -> None:
-    """n evaluation envs seeded s..s+n-1 with stride n visit consecutive init states once each
-    (LIBERO's protocol: every recorded start once), not a random draw with repeats."""
-    assert get_task("libero-spatial/0").eval_env_kwargs(3) == {"init_state_stride": 3}
+def test_evaluation_envs_sweep_the_recorded_init_states_from_state_0(state_env) -> None:
+    """n evaluation envs seeded s..s+n-1 with stride n visit init states 0, 1, 2, ... once each
+    (LIBERO's protocol: every recorded start once, from the first), not a random draw with repeats."""
+    kwargs = get_task("libero-spatial/0").eval_env_kwargs(3, seed=45)
+    assert kwargs == {"init_state_stride": 3, "init_state_origin": 45}
     env = state_env.unwrapped
-    env.init_state_stride = 3
+    env.init_state_stride, env.init_state_origin = 3, 45
     try:
-        seen = [env.reset(seed=48)[1]["init_state"]] + [env.reset()[1]["init_state"] for _ in range(3)]
-        assert seen == [48, 1, 4, 7]
+        seen = [env.reset(seed=46)[1]["init_state"]] + [env.reset()[1]["init_state"] for _ in range(3)]
+        assert seen == [1, 4, 7, 10]  # the second of three envs
         assert env.reset(seed=48, options={"init_state": 5})[1]["init_state"] == 5  # named wins
     finally:
-        env.init_state_stride, env._sweep = 0, None
+        env.init_state_stride, env.init_state_origin, env._sweep = 0, 0, None
     assert get_task("fast-goal").eval_env_kwargs(3) == {}
+
+
+def test_a_suite_is_evaluated_one_pinned_task_at_a_time_with_the_suite_observations() -> None:
+    require("libero")
+    suite = get_task("libero-spatial")
+    assert suite.is_suite and len(suite.subtasks()) == 10 and suite.eval_env_kwargs(2) == {}
+    env = suite.make_env("state", **suite.eval_env_kwargs(2, seed=5, subtask=3))
+    try:
+        obs, info = env.reset(seed=5)
+        assert (info["task_id"], info["init_state"]) == (3, 0)
+        assert obs["state"].shape == (39 + 70 + 10,) and obs["state"][-10:].argmax() == 3
+        assert obs["prompt"] == suite.subtasks()[3]
+        assert [env.reset()[1]["init_state"] for _ in range(2)] == [2, 4]
+    finally:
+        env.close()

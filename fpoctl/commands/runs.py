@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from typing import Annotated
@@ -12,7 +13,7 @@ from rich.table import Table
 from fpoctl.commands.common import ago, console, open_store, print_json, settings
 from fpoctl.errors import FpoctlError
 from fpoctl.fmt import duration, number, sparkline
-from fpoctl.store import Run, Store, display_status
+from fpoctl.store import Evaluation, Run, Store, display_status
 
 app = typer.Typer(no_args_is_help=True, help="List, inspect and delete runs.")
 
@@ -21,6 +22,7 @@ SUMMARY_KEYS = [
     "fpo/ratio_mean", "fpo/clip_frac", "fpo/approx_kl", "critic/q_mean", "critic/q_std",
     "perf/env_steps_per_s",
 ]
+TASK_SUCCESS = re.compile(r"^eval/task_(\d+)/success_rate$")  # a suite's per-task evaluations
 STATUS_STYLE = {"running": "green", "finished": "blue", "failed": "red", "stopped": "yellow",
                 "lost": "magenta", "queued": "dim"}
 
@@ -108,9 +110,10 @@ def show(
     with open_store(ctx) as store:
         r = store.get_run(run)
         summary = run_summary(store, [r])[0]
-        curves = {k: [v for _, v in store.series(r.id, k)] for k in SUMMARY_KEYS}
+        curves = {k: [v for _, v in store.series(r.id, k)] for k in [*SUMMARY_KEYS, *task_keys(store, r.id)]}
         ckpts = store.checkpoints(r.id)
         events = store.events_since(r.id)[-10:]
+        evals = store.evaluations(r.id)[:5]
     if json_:
         print_json({
             **summary, "config": r.config, "seed": r.seed, "git_sha": r.git_sha,
@@ -119,6 +122,9 @@ def show(
                              "best": c.is_best} for c in ckpts],
             "events": [{"time": e.time, "level": e.level, "kind": e.kind,
                         "message": e.message} for e in events],
+            "evaluations": [{"task": e.task, "episodes": e.episodes, "success_rate": e.success_rate,
+                             "mean_return": e.mean_return, "created": e.created, **e.details}
+                            for e in evals],
         })
         return
     st = summary["status"]
@@ -140,9 +146,31 @@ def show(
         console.print(table)
     for c in ckpts:
         console.print(f"  checkpoint step {c.step}{' (best)' if c.is_best else ''}: {c.path}")
+    for e in evals:
+        _print_evaluation(e)
     for e in events:
         color = {"error": "red", "warning": "yellow"}.get(e.level, "dim")
         console.print(f"  [{color}]{ago(e.time)} {e.kind}: {e.message}[/]")
+
+
+def task_keys(store: Store, run_id: int) -> list[str]:
+    """The run's per-task success keys of suite evaluations, by task index."""
+    found = [(int(m.group(1)), key) for key in store.metric_keys(run_id, "eval/task_%/success_rate")
+             if (m := TASK_SUCCESS.match(key))]
+    return [key for _, key in sorted(found)]
+
+
+def _print_evaluation(e: Evaluation) -> None:
+    """One `fpoctl eval` of the run; a suite's with its per-task table."""
+    d = e.details or {}
+    how = ", ".join(f"{label} {d[key]}" for key, label in (("noise", "noise"), ("exec_steps", "exec steps"),
+                    ("max_steps", "max steps")) if key in d)
+    console.print(f"  eval {ago(e.created)} on {e.task}: success {_fmt(e.success_rate, pct=True)} over "
+                  f"{e.episodes} episodes" + (f" ({how})" if how else ""))
+    if d.get("suite") and d.get("tasks"):
+        from fpoctl.commands.evaluate import task_table
+
+        console.print(task_table(d["tasks"]))
 
 
 @app.command("rm")

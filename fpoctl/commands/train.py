@@ -1,4 +1,4 @@
-"""`fpoctl sft`, `fpoctl finetune`, `fpoctl eval`: train and evaluate flow policies."""
+"""`fpoctl sft`, `fpoctl finetune`: train flow policies (`fpoctl eval`: evaluate.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from fpoctl.commands.common import console, print_json, settings
+from fpoctl.commands.common import console, settings
 from fpoctl.commands.placement import (
     ForceOpt,
     ForegroundOpt,
@@ -178,39 +178,6 @@ def sft(
     with progress_bar("SFT", "step") as update:
         result = runner.sft(settings(ctx), cfg, name=name, progress=update)
     summary(result, "sft")
-
-
-def evaluate(
-    ctx: typer.Context,
-    source: Annotated[str, typer.Argument(help="A run (its best checkpoint), a pulled model or a folder.")],
-    task: Annotated[str, typer.Option(help="Task to evaluate on.")],
-    episodes: Annotated[int, typer.Option(help="Episodes.")] = 50,
-    obs_mode: Annotated[str | None, typer.Option(
-        help="state or pixels. (default: as the checkpoint was trained, else the task's)")] = None,
-    exec_steps: Annotated[int | None, typer.Option(
-        help="Env steps executed per action chunk. (default: as trained, else 4)")] = None,
-    num_envs: Annotated[int, typer.Option(help="Parallel environments.")] = 16,
-    workers: Annotated[bool, typer.Option(help="Environments in worker processes.")] = False,
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda.")] = "auto",
-    json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """Evaluate a policy with zero-noise sampling; the result is recorded in the store.
-
-    Example: fpoctl eval 3 --task fast-goal --episodes 100
-    """
-    from fpoctl.train import runner
-
-    result = runner.evaluate_policy(settings(ctx), source, task_name=task, episodes=episodes,
-                                    obs_mode=obs_mode, exec_steps=exec_steps, num_envs=num_envs,
-                                    workers=workers,
-                                    seed=seed, device=device)
-    if json_:
-        print_json(result)
-        return
-    console.print(f"{source} on {task}: success {result['eval/success_rate']:.0%}, return "
-                  f"{result['eval/return']:.3g}, length {result['eval/episode_len']:.0f} "
-                  f"over {int(result['eval/episodes'])} episodes")
 
 
 def _show_config(cfg: object) -> None:

@@ -54,7 +54,11 @@ class TaskSpec:
     tags: tuple[str, ...] = field(default_factory=tuple)
     action_dim: int | None = None  # known without building the env (None: ask the env)
     observation: str = ""  # one-line summary of the observation, for `fpoctl tasks`
-    sweep_kwarg: str | None = None  # env kwarg that sweeps recorded initial states (LIBERO)
+    # env kwargs of an evaluation that sweeps recorded initial states: sweep(num_envs, seed) (LIBERO)
+    sweep: Callable[[int, int], dict[str, Any]] | None = None
+    subtasks: Callable[[], tuple[str, ...]] | None = None  # a suite: its tasks' prompts (LIBERO)
+    subtask_kwarg: str | None = None  # env kwarg that pins a suite's env to one of its tasks
+    budget_kwarg: str | None = None  # env kwarg of the episode budget, when the env has its own
 
     @property
     def default_obs_mode(self) -> str:
@@ -71,11 +75,22 @@ class TaskSpec:
             raise TaskUnavailableError(
                 f"task {self.name} needs {', '.join(missing)}: {self.install_hint or 'make sim'}")
 
-    def eval_env_kwargs(self, num_envs: int) -> dict[str, Any]:
-        """Env kwargs for an evaluation over `num_envs` envs: tasks with recorded initial states
-        visit them in order (each once for as many episodes as there are states) rather than
-        drawing them, so two policies are compared on the same starts."""
-        return {self.sweep_kwarg: num_envs} if self.sweep_kwarg else {}
+    @property
+    def is_suite(self) -> bool:
+        """Whether evaluations run each of this task's subtasks on its own (a LIBERO suite)."""
+        return self.subtasks is not None and self.subtask_kwarg is not None
+
+    def eval_env_kwargs(self, num_envs: int, seed: int = 0, subtask: int | None = None
+                        ) -> dict[str, Any]:
+        """Env kwargs for an evaluation over `num_envs` envs seeded seed..seed+num_envs-1: tasks
+        with recorded initial states visit them in order from state 0 (N episodes = states
+        0..N-1, each once) rather than drawing them, so two policies are compared on the same
+        starts. A suite sweeps one `subtask` at a time (its envs keep the suite's observations)."""
+        if self.is_suite:
+            if subtask is None:
+                return {}
+            return {self.subtask_kwarg: subtask, **(self.sweep(num_envs, seed) if self.sweep else {})}
+        return self.sweep(num_envs, seed) if self.sweep else {}
 
     def make_env(self, obs_mode: str | None = None, seed: int | None = None, **kwargs) -> gym.Env:
         """A new env of this task (raises a clear error when its simulator is missing)."""

@@ -179,13 +179,14 @@ def _global_numpy_seed(seed: int) -> Iterator[None]:
 class LiberoEnv(gym.Env):
     """A LIBERO suite (or some of its tasks) behind the Gymnasium API; one simulator at a time.
 
-    Each episode draws a task from `task_ids` and one of its 50 init states (seeded), unless
+    Each episode draws a task from `task_ids` (or plays `pinned_task` only, keeping the
+    observations of all `task_ids`) and one of its 50 init states (seeded), unless
     reset(options={"task": i, "init_state": k}) names them. With `init_state_stride` n the init
-    states are swept instead: a reset with seed s starts at state s % 50 and each later episode
-    steps n on, so n envs seeded s..s+n-1 visit 50 consecutive states once each (evaluation).
-    Switching task rebuilds the simulator (6-10 s), so `episodes_per_task` > 1 keeps a task for
-    that many episodes. The simulator is built by the first reset. `sim_env` is LIBERO's env, for
-    experts and tests.
+    states are swept instead: a reset with seed s starts at state (s - init_state_origin) % 50 and
+    each later episode steps n on, so n envs seeded o..o+n-1 visit states 0, 1, 2, ... once each
+    (evaluation; o = init_state_origin). Switching task rebuilds the simulator (1-10 s), so
+    `episodes_per_task` > 1 keeps a task for that many episodes. The simulator is built by the
+    first reset. `sim_env` is LIBERO's env, for experts and tests.
     """
 
     metadata: ClassVar[dict] = {"render_modes": []}
@@ -194,14 +195,18 @@ class LiberoEnv(gym.Env):
     def __init__(self, suite: str, task_ids: list[int] | None = None, obs_mode: str = "pixels",
                  seed: int | None = None, image_size: int = 224, max_steps: int | None = None,
                  settle_steps: int = SETTLE_STEPS, fast_reset: bool = True,
-                 episodes_per_task: int = 1, init_state_stride: int = 0) -> None:
+                 episodes_per_task: int = 1, init_state_stride: int = 0, init_state_origin: int = 0,
+                 pinned_task: int | None = None) -> None:
         if obs_mode not in ("pixels", "state"):
             raise FpoctlError(f"LIBERO has observation modes pixels and state, not {obs_mode!r}")
         self.tasks = [suite_tasks(suite)[i] for i in (task_ids if task_ids is not None else range(10))]
         self.obs_mode, self.image_size, self.fast_reset = obs_mode, image_size, fast_reset
         self.max_steps = max_steps or SUITES[suite].max_steps
         self.settle_steps, self.episodes_per_task = settle_steps, episodes_per_task
-        self.init_state_stride = init_state_stride
+        self.init_state_stride, self.init_state_origin = init_state_stride, init_state_origin
+        if pinned_task is not None and pinned_task not in [t.index for t in self.tasks]:
+            raise FpoctlError(f"{suite} has no task {pinned_task} among {[t.index for t in self.tasks]}")
+        self.pinned_task = pinned_task
         self._sweep: int | None = None  # next init state of a sweep (see `reset`)
         self._sim: Any = None  # LIBERO's ControlEnv of the loaded task
         self._loaded: LiberoTask | None = None
@@ -243,8 +248,9 @@ class LiberoEnv(gym.Env):
         self._episodes_on_task = 0
 
     def _pick_task(self, options: dict) -> LiberoTask:
-        if "task" in options:
-            return next(t for t in self.tasks if t.index == int(options["task"]))
+        if "task" in options or self.pinned_task is not None:
+            index = int(options.get("task", self.pinned_task))
+            return next(t for t in self.tasks if t.index == index)
         if self._loaded is not None and self._episodes_on_task < self.episodes_per_task:
             return self._loaded
         return self.tasks[int(self.np_random.integers(len(self.tasks)))]
@@ -265,7 +271,7 @@ class LiberoEnv(gym.Env):
         # Drawn even when a sweep or `options` decide: the RNG stream stays the same either way.
         init_id = int(options.get("init_state", self.np_random.integers(len(states))))
         if self.init_state_stride and seed is not None:
-            self._sweep = seed  # a seeded reset (re)starts the sweep
+            self._sweep = seed - self.init_state_origin  # a seeded reset (re)starts the sweep
         if self._sweep is not None and "init_state" not in options:
             init_id, self._sweep = self._sweep % len(states), self._sweep + self.init_state_stride
         with _global_numpy_seed(int(self.np_random.integers(2**31))):
@@ -336,6 +342,11 @@ def _bowl_on_plate_expert() -> Expert:
     return BowlOnPlateExpert()
 
 
+def _sweep_kwargs(num_envs: int, seed: int) -> dict[str, Any]:
+    """n evaluation envs seeded seed..seed+n-1 visit init states 0, 1, 2, ... once each."""
+    return {"init_state_stride": num_envs, "init_state_origin": seed}
+
+
 def _spec(suite: Suite, task_ids: list[int] | None, name: str, description: str) -> TaskSpec:
     def make(obs_mode: str = "pixels", seed: int | None = None, **kwargs: Any) -> gym.Env:
         return LiberoEnv(suite.name, task_ids, obs_mode=obs_mode, seed=seed, **kwargs)
@@ -344,7 +355,9 @@ def _spec(suite: Suite, task_ids: list[int] | None, name: str, description: str)
         name=name, backend="libero", description=description, max_steps=suite.max_steps,
         make=make, obs_modes=("pixels", "state"), requires=REQUIRES, install_hint=INSTALL_HINT,
         expert=_bowl_on_plate_expert if suite.name == "libero-spatial" else None, action_dim=7,
-        sweep_kwarg="init_state_stride" if task_ids is not None else None,  # one task: 50 starts
+        sweep=_sweep_kwargs, budget_kwarg="max_steps",
+        subtasks=(lambda: tuple(t.language for t in suite_tasks(suite.name))) if task_ids is None else None,
+        subtask_kwarg="pinned_task" if task_ids is None else None,  # a suite: one task at a time
         observation="agentview+wrist RGB 224, 8-d state, prompt | state: proprio + objects",
         tags=("pixels", "sparse"))
 

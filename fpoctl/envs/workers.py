@@ -68,8 +68,8 @@ class _EnvServer:
     def reset(self, seed: int | None) -> dict:
         if seed is not None:
             self.seed = seed
-        self.tracker = EpisodeTracker()
-        self.last_obs = self.env.reset(seed=seed)[0]
+        self.last_obs, info = self.env.reset(seed=seed)
+        self.tracker = EpisodeTracker.starting(info)
         return self.last_obs
 
     def step(self, actions: np.ndarray) -> tuple:
@@ -85,8 +85,8 @@ class _EnvServer:
             return self.last_obs, reward, False, True, info
         if term or trunc:
             info["final_obs"], info["episode"] = obs, self.tracker.summary()
-            self.tracker = EpisodeTracker()
-            obs, _ = self.env.reset()
+            obs, reset_info = self.env.reset()
+            self.tracker = EpisodeTracker.starting(reset_info)
         self.last_obs = obs
         return obs, reward, term, trunc, info
 

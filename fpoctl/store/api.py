@@ -225,6 +225,10 @@ class Store:
         """All (step, value) points of one metric."""
         return metrics.series(self.engine, run_id, key)
 
+    def metric_keys(self, run_id: int, pattern: str = "%") -> list[str]:
+        """The run's metric keys matching an SQL LIKE pattern, e.g. "eval/task_%", sorted."""
+        return metrics.keys_like(self.engine, run_id, pattern)
+
     def latest_values(self, run_ids: list[int], keys: list[str]) -> dict[int, dict[str, float]]:
         """Newest value of each key per run."""
         return metrics.latest_values(self.engine, run_ids, keys)

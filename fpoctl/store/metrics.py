@@ -136,6 +136,17 @@ def series(engine: Engine, run_id: int, key: str) -> list[tuple[int, float]]:
         return [(int(s), float(v)) for s, v in conn.execute(query)]
 
 
+def keys_like(engine: Engine, run_id: int, pattern: str) -> list[str]:
+    """The distinct keys of one run that match an SQL LIKE pattern (`eval/task_%`), sorted."""
+    query = (
+        sa.select(_metrics.c.key).distinct()
+        .where(_metrics.c.run_id == run_id, _metrics.c.key.like(pattern))
+        .order_by(_metrics.c.key)
+    )
+    with engine.connect() as conn:
+        return [str(k) for (k,) in conn.execute(query)]
+
+
 def latest_values(engine: Engine, run_ids: list[int], keys: list[str]) -> dict[int, dict[str, float]]:
     """The value at the highest step of each key for each run (index seeks, one per pair)."""
     out: dict[int, dict[str, float]] = {rid: {} for rid in run_ids}

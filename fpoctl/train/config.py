@@ -121,9 +121,11 @@ class FinetuneConfig:
     """Policy samples per state for V(s) = mean_a min_j Q_j(s, a) (the GAE baseline)."""
     # -- evaluation, checkpoints, safety -------------------------------------------------
     eval_every: int = 5
-    """Evaluate (zero-noise sampling) every this many iterations (and at the end)."""
+    """Evaluate every this many iterations (and at the end)."""
     eval_episodes: int = 32
-    """Episodes per evaluation."""
+    """Episodes per evaluation (a suite: per task, on init states 0..N-1; see `fpoctl eval`)."""
+    eval_noise: str = "zero"
+    """Evaluation sampling: "zero" (from e = 0, FPO++) or "random" (openpi and LeRobot)."""
     checkpoint_every: int = 10
     """Checkpoint every this many iterations (and at the end)."""
     keep_checkpoints: int = 3
@@ -169,7 +171,9 @@ class SFTConfig:
     lr: float = 1e-3
     """Learning rate."""
     eval_episodes: int = 32
-    """Episodes of the final evaluation."""
+    """Episodes of the final evaluation (a suite: per task)."""
+    eval_noise: str = "zero"
+    """Evaluation sampling: "zero" (from e = 0) or "random"."""
     flow_steps: int = 10
     """Euler steps of the sampler at evaluation."""
     exec_steps: int = 4
@@ -247,7 +251,7 @@ def _check_types(cfg: Any) -> None:
 
 
 CHOICES = {"ratio": ("per_sample", "averaged"), "loss_reduction": ("mean", "sum"),
-           "critic": ("value", "q_ensemble")}
+           "critic": ("value", "q_ensemble"), "eval_noise": ("zero", "random")}
 """String fields with a fixed set of values."""
 AT_LEAST_ONE = ("iterations", "horizon", "hidden", "num_envs", "rollout_chunks", "exec_steps",
                 "flow_steps", "n_mc", "update_epochs", "minibatch_size", "critic_hidden",

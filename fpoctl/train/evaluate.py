@@ -1,5 +1,6 @@
-"""Evaluation with zero-noise sampling (the ODE starts from e = 0; FPO++ found this raises
-success sharply): exactly N episodes, spread over the vector env's envs."""
+"""Episodes of a policy on one vector env, by default with zero-noise sampling (the ODE starts
+from e = 0; FPO++ found this raises success sharply): exactly N, spread over its envs. The
+protocol over a task or a suite is `protocol.py`."""
 
 from __future__ import annotations
 
@@ -27,15 +28,16 @@ def check_policy_fits(policy: Any, obs: dict[str, Any], d_env: int, device: torc
 
 
 @torch.no_grad()
-def evaluate(policy: Any, venv: Any, episodes: int, *, exec_steps: int, flow_steps: int = 10,
-             seed: int = 0, device: torch.device | str = "cpu",
-             zero_noise: bool = True, max_chunks: int = 100_000,
-             all_done: Callable[[bool], bool] | None = None) -> dict[str, float]:
-    """Success rate, mean return and length over `episodes` episodes (the first ones each env
-    finishes, up to its quota, so short episodes are not over-counted). `all_done(done)`: whether
-    every rank is done (a sharded policy needs all ranks in each sampling call). Episodes a crashed
-    simulator ended count as failures (`eval/crashed_episodes`); the env rebuilt after a crash
-    starts a new sweep of initial states, so that evaluation may repeat some starts."""
+def run_episodes(policy: Any, venv: Any, episodes: int, *, exec_steps: int, flow_steps: int = 10,
+                 seed: int = 0, device: torch.device | str = "cpu", zero_noise: bool = True,
+                 max_chunks: int = 100_000, all_done: Callable[[bool], bool] | None = None,
+                 on_episode: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+    """`episodes` episodes' statistics (the first ones each env finishes, up to its quota, so short
+    episodes are not over-counted), in sweep order: every env's first episode, then every env's
+    second, ... `all_done(done)`: whether every rank is done (a sharded policy needs all ranks in
+    each sampling call). `on_episode(n)`: n episodes are done. Episodes a crashed simulator ended
+    count as failures ("crashed"); the env rebuilt after a crash starts a new sweep of initial
+    states, so that evaluation may repeat some starts."""
     n = venv.num_envs
     quota = np.full(n, episodes // n)
     quota[: episodes % n] += 1
@@ -54,10 +56,19 @@ def evaluate(policy: Any, venv: Any, episodes: int, *, exec_steps: int, flow_ste
             else None
         a = policy.sample(batch, noise=noise, steps=flow_steps, generator=gen)
         obs, _, _, _, infos = venv.step(policy.to_env_actions(a, d_env)[:, :exec_steps])
+        finished = 0
         for i, info in enumerate(infos):
             if "episode" in info and len(done_eps[i]) < quota[i]:
                 done_eps[i].append(info["episode"])
-    eps = [e for per_env in done_eps for e in per_env]
+                finished += 1
+        if finished and on_episode:
+            on_episode(sum(map(len, done_eps)))
+    return [per_env[k] for k in range(int(quota.max(initial=0))) for per_env in done_eps
+            if k < len(per_env)]
+
+
+def summarize(eps: list[dict[str, Any]]) -> dict[str, float]:
+    """Success rate, mean return and length, episodes (and crashed episodes, when any)."""
     if not eps:
         return {"eval/success_rate": 0.0, "eval/return": 0.0, "eval/episode_len": 0.0,
                 "eval/episodes": 0.0}
@@ -71,3 +82,8 @@ def evaluate(policy: Any, venv: Any, episodes: int, *, exec_steps: int, flow_ste
     if crashed:
         out["eval/crashed_episodes"] = float(crashed)
     return out
+
+
+def evaluate(policy: Any, venv: Any, episodes: int, **kwargs: Any) -> dict[str, float]:
+    """`summarize(run_episodes(...))`: the metrics of `episodes` episodes on one vector env."""
+    return summarize(run_episodes(policy, venv, episodes, **kwargs))

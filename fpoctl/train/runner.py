@@ -1,4 +1,5 @@
-"""Jobs as runs in the store: `finetune` (FPO), `sft` (behaviour cloning) and `evaluate`.
+"""Jobs as runs in the store: `finetune` (FPO) and `sft` (behaviour cloning); `fpoctl eval` is
+eval_job.py.
 
 Each records its resolved config, seed and git revision, logs metrics through the batched writer,
 keeps a heartbeat, writes checkpoints atomically (last K + best), and ends in a clear status:
@@ -23,7 +24,6 @@ import torch
 
 from fpoctl.envs import get_task
 from fpoctl.envs.demos import DemoSet, collect_demos
-from fpoctl.envs.vector import make_eval_vector_env
 from fpoctl.errors import FpoctlError
 from fpoctl.settings import Settings
 from fpoctl.store import Run, Store
@@ -34,13 +34,12 @@ from fpoctl.train.build import (
     git_revision,
     resolve_device,
     resolve_init,
-    resolve_source,
     tokenizer_for,
 )
 from fpoctl.train.config import FinetuneConfig, SFTConfig, as_dict, resumable
 from fpoctl.train.distributed import LOCAL, Ranks, combine_metrics
-from fpoctl.train.evaluate import evaluate
 from fpoctl.train.lifecycle import StopSignals, heartbeat
+from fpoctl.train.protocol import Evaluator
 from fpoctl.train.record import CheckpointKeeper, RunRecord
 from fpoctl.train.sft import train_sft
 from fpoctl.train.trainer import FPOTrainer
@@ -282,15 +281,14 @@ def sft(settings: Settings, cfg: SFTConfig, *, name: str | None = None,
 
             with heartbeat(store, run_id):
                 train_sft(policy, demos, cfg, device, log)
-            venv = make_eval_vector_env(task, min(cfg.num_envs, cfg.eval_episodes),
-                                        obs_mode=cfg.obs_mode, seed=cfg.seed + 7_777,
-                                        workers=cfg.workers, env_kwargs=cfg.env_kwargs)
+            evaluator = Evaluator(task, num_envs=cfg.num_envs, obs_mode=cfg.obs_mode,
+                                  seed=cfg.seed + 7_777, workers=cfg.workers, env_kwargs=cfg.env_kwargs)
             try:
-                result.after = evaluate(policy, venv, cfg.eval_episodes, exec_steps=cfg.exec_steps,
-                                        flow_steps=cfg.flow_steps, seed=cfg.seed + 7_777,
-                                        device=device)
+                result.after = evaluator.run(policy, cfg.eval_episodes, exec_steps=cfg.exec_steps,
+                                             flow_steps=cfg.flow_steps, device=device,
+                                             noise=cfg.eval_noise).metrics
             finally:
-                venv.close()
+                evaluator.close()
             writer.log(cfg.steps, result.after)
             keeper = CheckpointKeeper(store, run_id, settings.run_dir(run_id) / "checkpoints", 1)
             result.checkpoint = keeper.save(cfg.steps, policy, None, result.after, as_dict(cfg))
@@ -305,46 +303,3 @@ def sft(settings: Settings, cfg: SFTConfig, *, name: str | None = None,
             writer.close()
         store.set_status(run_id, result.status)
         return result
-
-
-def training_config(policy_folder: Path) -> dict[str, Any]:
-    """The resolved config a checkpoint was trained with ({} for folders not written by fpoctl)."""
-    meta = policy_folder.parent / "meta.json"
-    if policy_folder.name != "policy" or not meta.is_file():
-        return {}
-    return dict(ckpt.read_meta(policy_folder.parent).get("config") or {})
-
-
-def evaluate_policy(settings: Settings, source: str, *, task_name: str, episodes: int,
-                    obs_mode: str | None = None, exec_steps: int | None = None, flow_steps: int = 10,
-                    num_envs: int = 16, workers: bool = False, seed: int = 0, device: str = "auto",
-                    tokenizer: str | None = None) -> dict[str, float]:
-    """Zero-noise evaluation of a run's best checkpoint, a pulled model or a folder; recorded in
-    the store's evaluations. obs_mode / exec_steps default to those the checkpoint was trained with."""
-    settings.ensure_home()
-    task = get_task(task_name)
-    with Store(settings.db_url) as store:
-        folder, run_id = resolve_source(store, source)
-        trained = training_config(folder)
-        obs_mode = obs_mode or trained.get("obs_mode")
-        exec_steps = exec_steps or trained.get("exec_steps") or 4
-        dev = resolve_device(device)
-        seed_everything(seed)
-        policy = build_policy("", task, obs_mode, horizon=1, hidden=1, device=dev, init_folder=folder,
-                              tokenizer=tokenizer_for(settings.home, folder, tokenizer))
-        venv = make_eval_vector_env(task, min(num_envs, episodes), obs_mode=obs_mode, seed=seed,
-                                    workers=workers)
-        try:
-            result = evaluate(policy, venv, episodes, exec_steps=exec_steps, flow_steps=flow_steps,
-                              seed=seed, device=dev)
-        finally:
-            venv.close()
-        store.add_evaluation(run_id=run_id, source=str(source), task=task_name, episodes=episodes,
-                             success_rate=result["eval/success_rate"],
-                             mean_return=result["eval/return"],
-                             details={"folder": str(folder), "exec_steps": exec_steps,
-                                      "flow_steps": flow_steps, "seed": seed, **result})
-        if run_id is not None:
-            store.add_event(run_id, f"fpoctl eval on {task_name}: success "
-                            f"{result['eval/success_rate']:.0%} over {episodes} episodes", kind="eval")
-    return result

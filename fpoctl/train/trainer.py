@@ -19,12 +19,12 @@ import torch
 from torch import Tensor
 
 from fpoctl.envs import TaskSpec, make_vector_env
-from fpoctl.envs.vector import make_eval_vector_env
 from fpoctl.train.config import CHOICES, FinetuneConfig
 from fpoctl.train.critics import QEnsemble, ValueCritic
 from fpoctl.train.distributed import LOCAL, RANK_SEED_STRIDE, Ranks
-from fpoctl.train.evaluate import check_policy_fits, evaluate
+from fpoctl.train.evaluate import check_policy_fits
 from fpoctl.train.fpo import chunk_gae
+from fpoctl.train.protocol import Evaluator
 from fpoctl.train.rollout import Rollout, collect_rollout, take
 from fpoctl.train.sharding import (
     GatheredPolicy,
@@ -50,7 +50,7 @@ class FPOTrainer:
         self.seed = cfg.seed + RANK_SEED_STRIDE * ranks.rank  # envs and samplers of this rank
         self.venv = make_vector_env(task, cfg.num_envs, obs_mode=cfg.obs_mode, seed=self.seed,
                                     workers=cfg.workers, **(cfg.env_kwargs or {}))
-        self._eval_venv: Any = None
+        self._evaluator: Evaluator | None = None
         self.d_env = int(self.venv.single_action_space.shape[0])
         self.exec_steps = min(cfg.exec_steps, policy.horizon)
         if cfg.exec_steps > policy.horizon:
@@ -208,23 +208,24 @@ class FPOTrainer:
 
     # -- evaluation ---------------------------------------------------------------------
     def evaluate(self, episodes: int | None = None) -> dict[str, float]:
-        """Zero-noise evaluation on a separate vector env (kept between evaluations). Sharded:
-        every rank runs the same evaluation in step (rank 0's result is the one recorded)."""
+        """The evaluation protocol (`protocol.py`: init states 0..N-1; a suite: N per task and
+        the mean over tasks) on separate envs, `eval_noise` sampling. Sharded: every rank runs
+        the same evaluation in step (rank 0's result is the one recorded)."""
         cfg = self.cfg
-        if self._eval_venv is None:
-            self._eval_venv = make_eval_vector_env(
-                self.task, min(cfg.num_envs, cfg.eval_episodes), obs_mode=cfg.obs_mode,
-                seed=cfg.seed + 7_777, workers=cfg.workers, env_kwargs=cfg.env_kwargs)
-        return evaluate(self.policy, self._eval_venv, episodes or cfg.eval_episodes,
-                        exec_steps=self.exec_steps, flow_steps=cfg.flow_steps,
-                        seed=cfg.seed + 7_777, device=self.device,
-                        all_done=self.ranks.all_true if self.sharded else None)
+        if self._evaluator is None:
+            self._evaluator = Evaluator(self.task, num_envs=cfg.num_envs, obs_mode=cfg.obs_mode,
+                                        seed=cfg.seed + 7_777, workers=cfg.workers,
+                                        env_kwargs=cfg.env_kwargs)
+        return self._evaluator.run(self.policy, episodes or cfg.eval_episodes,
+                                   exec_steps=self.exec_steps, flow_steps=cfg.flow_steps,
+                                   device=self.device, noise=cfg.eval_noise,
+                                   all_done=self.ranks.all_true if self.sharded else None).metrics
 
     def close(self) -> None:
         """Close the envs."""
         self.venv.close()
-        if self._eval_venv is not None:
-            self._eval_venv.close()
+        if self._evaluator is not None:
+            self._evaluator.close()
 
     # -- checkpoint state (weights of the policy are saved by the policy itself) ---------
     def saved_policy(self) -> Any:

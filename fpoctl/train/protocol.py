@@ -1,0 +1,151 @@
+"""The evaluation protocol (openpi's and LeRobot's for LIBERO): N episodes of a task start from its
+recorded init states 0..N-1 in order; a suite runs that for each of its tasks and its number is
+the mean over tasks (10 tasks x 50 = 500 episodes). Sampling starts from zero noise by default
+(FPO++); `noise="random"` samples as openpi and LeRobot do.
+
+Metrics: `eval/success_rate`, `eval/return`, `eval/episode_len` (a suite: means over its tasks),
+`eval/episodes` (all episodes), and for a suite the same per task as `eval/task_<i>/<name>`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from fpoctl.envs import TaskSpec
+from fpoctl.envs.vector import make_eval_vector_env
+from fpoctl.errors import FpoctlError
+from fpoctl.train.evaluate import run_episodes, summarize
+
+NOISES = ("zero", "random")
+"""Evaluation sampling: from zero noise (FPO's default) or from Gaussian noise (openpi, LeRobot)."""
+
+# progress(task name, task number (1-based), tasks, episodes done, episodes of this task)
+EvalProgress = Callable[[str, int, int, int, int], None]
+
+
+def task_key(index: int, metric: str) -> str:
+    """`eval/success_rate` of task 3 -> `eval/task_3/success_rate`."""
+    return metric.replace("eval/", f"eval/task_{index}/", 1)
+
+
+@dataclass
+class TaskResult:
+    """One task's evaluation: metrics, and each episode's start and outcome in sweep order."""
+
+    name: str
+    index: int | None  # the task's index in its suite (None: the task is not a suite's)
+    prompt: str
+    metrics: dict[str, float]
+    episodes: list[dict[str, Any]]
+
+    def record(self) -> dict[str, Any]:
+        """JSON for the store: the task's numbers, init states and successes per episode."""
+        return {"task": self.name, "index": self.index, "prompt": self.prompt,
+                "episodes": int(self.metrics["eval/episodes"]),
+                "success_rate": self.metrics["eval/success_rate"],
+                "return": self.metrics["eval/return"], "episode_len": self.metrics["eval/episode_len"],
+                "init_states": [e.get("init_state") for e in self.episodes],
+                "successes": [int(bool(e["success"])) for e in self.episodes]}
+
+
+@dataclass
+class EvalResult:
+    """An evaluation of one task or a suite: the metrics to log, and each task's result."""
+
+    metrics: dict[str, float]
+    tasks: list[TaskResult]
+
+    @property
+    def is_suite(self) -> bool:
+        """Whether the result covers the tasks of a suite."""
+        return any(t.index is not None for t in self.tasks)
+
+
+def suite_metrics(tasks: list[TaskResult]) -> dict[str, float]:
+    """A suite's metrics: means over its tasks (episodes and crashes summed), plus each task's."""
+    out: dict[str, float] = {}
+    for key in ("eval/success_rate", "eval/return", "eval/episode_len"):
+        out[key] = sum(t.metrics[key] for t in tasks) / max(len(tasks), 1)
+    for key in ("eval/episodes", "eval/crashed_episodes"):
+        total = sum(t.metrics.get(key, 0.0) for t in tasks)
+        if total or key == "eval/episodes":
+            out[key] = total
+    for t in tasks:
+        if t.index is not None:
+            out.update({task_key(t.index, k): v for k, v in t.metrics.items()})
+    return out
+
+
+def check_eval_input(episodes: int, *, max_steps: int | None = None, exec_steps: int | None = None,
+                     num_envs: int = 1, noise: str = "zero") -> None:
+    """One-line errors for counts below 1 and unknown noise, before anything runs."""
+    for name, value in (("episodes", episodes), ("max-steps", max_steps), ("exec-steps", exec_steps),
+                        ("num-envs", num_envs)):
+        if value is not None and value < 1:
+            raise FpoctlError(f"--{name} must be at least 1, got {value}")
+    if noise not in NOISES:
+        raise FpoctlError(f"--noise must be one of {', '.join(NOISES)}, got {noise!r}")
+
+
+class Evaluator:
+    """Runs the protocol on a task (its vector env is kept between runs) or on a suite (one
+    vector env per task, closed after it: ten simulators at once would be too many)."""
+
+    def __init__(self, task: TaskSpec, *, num_envs: int, obs_mode: str | None = None, seed: int = 0,
+                 workers: bool = False, env_kwargs: dict[str, Any] | None = None,
+                 max_steps: int | None = None) -> None:
+        self.task, self.num_envs, self.obs_mode, self.seed = task, num_envs, obs_mode, seed
+        self.workers, self.env_kwargs, self.max_steps = workers, env_kwargs, max_steps
+        self._venv: Any = None
+
+    def _make_venv(self, episodes: int, subtask: int | None = None) -> Any:
+        return make_eval_vector_env(self.task, min(self.num_envs, episodes), obs_mode=self.obs_mode,
+                                    seed=self.seed, workers=self.workers, env_kwargs=self.env_kwargs,
+                                    subtask=subtask, budget=self.max_steps)
+
+    def run(self, policy: Any, episodes: int, *, exec_steps: int, flow_steps: int = 10,
+            device: torch.device | str = "cpu", noise: str = "zero",
+            all_done: Callable[[bool], bool] | None = None,
+            progress: EvalProgress | None = None) -> EvalResult:
+        """`episodes` episodes of the task, or of each task of a suite (see the module docstring)."""
+        check_eval_input(episodes, noise=noise)
+        kwargs = dict(exec_steps=exec_steps, flow_steps=flow_steps, seed=self.seed, device=device,
+                      zero_noise=noise == "zero", all_done=all_done)
+        if not self.task.is_suite:
+            if self._venv is None:
+                self._venv = self._make_venv(episodes)
+            eps = run_episodes(policy, self._venv, episodes, **kwargs,
+                               on_episode=_report(progress, self.task.name, 1, 1, episodes))
+            result = TaskResult(self.task.name, None, "", summarize(eps), eps)
+            return EvalResult(result.metrics, [result])
+        prompts = self.task.subtasks() if self.task.subtasks else ()
+        results = []
+        for i, prompt in enumerate(prompts):
+            name = f"{self.task.name}/{i}"
+            if progress:
+                progress(name, i + 1, len(prompts), 0, episodes)
+            venv = self._make_venv(episodes, subtask=i)
+            try:
+                eps = run_episodes(policy, venv, episodes, **kwargs,
+                                   on_episode=_report(progress, name, i + 1, len(prompts), episodes))
+            finally:
+                venv.close()
+            results.append(TaskResult(name, i, prompt, summarize(eps), eps))
+        return EvalResult(suite_metrics(results), results)
+
+    def close(self) -> None:
+        """Close the kept vector env."""
+        if self._venv is not None:
+            self._venv.close()
+            self._venv = None
+
+
+def _report(progress: EvalProgress | None, name: str, number: int, tasks: int, episodes: int
+            ) -> Callable[[int], None] | None:
+    if progress is None:
+        return None
+    return lambda done: progress(name, number, tasks, done, episodes)
