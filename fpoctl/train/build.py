@@ -59,17 +59,21 @@ def resolve_source(store: Store, ref: str) -> tuple[Path, int | None]:
 
 def build_policy(name: str, task: TaskSpec, obs_mode: str | None, *, horizon: int, hidden: int,
                  device: torch.device, init_folder: Path | None = None,
-                 tokenizer: str | None = None, scope: str = "expert") -> Any:
+                 tokenizer: str | None = None, scope: str = "expert", dtype: str | None = None) -> Any:
     """A policy on `device`: loaded from `init_folder`, else fresh by name. `scope`: pi0's
-    trainable parameters (other policies train everything)."""
+    trainable parameters (other policies train everything); `dtype`: pi0's precision (None: the
+    checkpoint's own)."""
     try:
         is_pi0 = read_policy_type(init_folder)[0] == "pi0" if init_folder else name in CONFIG_PRESETS
         if scope != "expert" and not is_pi0:
             raise FpoctlError(f"scope={scope} applies to pi0 only")
+        if dtype is not None and not is_pi0:
+            raise FpoctlError(f"dtype={dtype} applies to pi0 only (other policies train in float32)")
+        pi0_kwargs: dict[str, Any] = {"scope": scope, **({"dtype": dtype} if dtype else {})}
         if init_folder is not None:
             kwargs: dict[str, Any] = {"tokenizer": tokenizer} if tokenizer else {}
             if is_pi0:
-                kwargs["scope"] = scope
+                kwargs |= pi0_kwargs
             policy = make_policy(init_folder, **kwargs)
         elif name in ("mlp", "gaussian"):
             env = task.make_env(obs_mode, seed=0)
@@ -81,7 +85,7 @@ def build_policy(name: str, task: TaskSpec, obs_mode: str | None, *, horizon: in
             policy = make_policy(name, obs_dim=obs_dim, action_dim=action_dim, horizon=horizon,
                                  hidden=hidden)
         else:
-            policy = make_policy(name, scope=scope, **({"tokenizer": tokenizer} if tokenizer else {}))
+            policy = make_policy(name, **pi0_kwargs, **({"tokenizer": tokenizer} if tokenizer else {}))
     except PolicyError as exc:
         raise FpoctlError(str(exc)) from None
     return policy.to(device)

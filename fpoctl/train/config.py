@@ -37,6 +37,9 @@ class FinetuneConfig:
     scope: str = "expert"
     """pi0's trainable parameters: "expert" (action expert + heads), "full" (everything; with
     --nproc > 1 set shard="fsdp"), "lora" (adapters on both transformers + heads)."""
+    dtype: str | None = None
+    """pi0 precision: "bfloat16" (frozen weights in bf16, trained ones float32 master weights, bf16
+    compute) or "float32"; None = the checkpoint's own config.json (float32 for a fresh pi0)."""
     seed: int = 0
     """Seed for torch, numpy and the envs."""
     device: str = "auto"
@@ -251,7 +254,8 @@ def _check_types(cfg: Any) -> None:
 
 
 CHOICES = {"ratio": ("per_sample", "averaged"), "loss_reduction": ("mean", "sum"),
-           "critic": ("value", "q_ensemble"), "eval_noise": ("zero", "random")}
+           "critic": ("value", "q_ensemble"), "eval_noise": ("zero", "random"),
+           "dtype": ("float32", "bfloat16")}
 """String fields with a fixed set of values."""
 AT_LEAST_ONE = ("iterations", "horizon", "hidden", "num_envs", "rollout_chunks", "exec_steps",
                 "flow_steps", "n_mc", "update_epochs", "minibatch_size", "critic_hidden",
@@ -269,7 +273,7 @@ POSITIVE = ("actor_lr", "critic_lr", "lr")
 def _check_values(cfg: Any) -> None:
     names = {f.name for f in dataclasses.fields(cfg)}
     for name, allowed in CHOICES.items():
-        if name in names and getattr(cfg, name) not in allowed:
+        if name in names and getattr(cfg, name) is not None and getattr(cfg, name) not in allowed:
             raise FpoctlError(f"config {name} must be one of {', '.join(allowed)}, "
                               f"got {getattr(cfg, name)!r}")
     for group, ok, what in ((AT_LEAST_ONE, lambda v: v >= 1, "at least 1"),

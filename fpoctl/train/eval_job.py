@@ -92,6 +92,8 @@ def evaluate_policy(settings: Settings, source: str, *, task_name: str, episodes
                  "episodes_per_task": episodes,
                  "init_states": f"0..{episodes - 1} in order" if task.sweep else "drawn by seed"}
         if notify:
+            for note in getattr(policy, "load_warnings", ()):
+                notify(f"warning: {note}")
             notify(f"executing {steps} steps per chunk ({steps_from}), {noise} noise, "
                    f"at most {budget} steps per episode")
         seed_everything(seed)

@@ -153,8 +153,10 @@ def _train(store: Store, settings: Settings, run: Run, cfg: FinetuneConfig, rank
             ckpt.verify_checkpoint(Path(last.path), last.sha256)
             init = Path(last.path) / "policy"
         policy = build_policy(cfg.policy, task, cfg.obs_mode, horizon=cfg.horizon, hidden=cfg.hidden,
-                              device=device, init_folder=init, scope=cfg.scope,
+                              device=device, init_folder=init, scope=cfg.scope, dtype=cfg.dtype,
                               tokenizer=tokenizer_for(settings.home, init, cfg.tokenizer))
+        for note in getattr(policy, "load_warnings", ()):
+            record.event(note, level="warning", kind="config")
         trainer = FPOTrainer(cfg, policy, task, device, ranks=ranks,
                              on_event=lambda lvl, kind, msg: record.event(msg, level=lvl, kind=kind))
         if last is not None:
