@@ -6,6 +6,7 @@ what fpoctl saves has LeRobot's keys, config and processor layout."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from safetensors.torch import load_file
 from policies.pi0 import Pi0Policy
 from policies.pi0.io import EMBED, LM_HEAD
 from policies.registry import make_policy
+from tests.conftest import run_cli
+from tests.test_cli_foundation import assert_one_line_error
 
 FIXTURE = Path(__file__).parent / "fixtures" / "lerobot_pi0"
 ATOL = 1e-5
@@ -118,3 +121,13 @@ def test_fpoctl_saves_lerobots_keys_config_and_processor_layout(policy: Pi0Polic
                 assert {k for k in ref if k.startswith(("observation.state.", "action."))
                         and k.endswith((".mean", ".std"))} == set(mine)
                 assert all(torch.equal(mine[k], ref[k]) for k in mine)
+
+
+def test_eval_refuses_a_relative_actions_checkpoint_in_one_line(home: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "relative"
+    shutil.copytree(FIXTURE, folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, "use_relative_actions": True}))
+    proc = run_cli("eval", str(folder), "--task", "fast-goal", "--episodes", "2")
+    assert_one_line_error(proc, "use_relative_actions is true")
+    assert proc.returncode == 1 and proc.stdout.strip() == ""

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from fpoctl.commands.common import console, print_json, settings
@@ -49,15 +49,22 @@ def episode_progress(enabled: bool) -> Iterator[EvalProgress | None]:
     columns = [TextColumn("[bold]eval[/] {task.fields[label]}"), BarColumn(),
                TextColumn("episodes {task.completed}/{task.total}"), TimeElapsedColumn(),
                TextColumn("ETA"), TimeRemainingColumn()]
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task("eval", total=None, label="")
+    bar = Progress(*columns, console=console, transient=False)
+    shown: list[TaskID] = []  # the line appears with the first episode, not before a check fails
 
-        def update(name: str, number: int, tasks: int, done: int, episodes: int) -> None:
-            label = f"{name} (task {number}/{tasks}: {done}/{episodes})" if tasks > 1 else name
-            bar.update(task, completed=(number - 1) * episodes + done, total=tasks * episodes,
-                       label=label)
+    def update(name: str, number: int, tasks: int, done: int, episodes: int) -> None:
+        if not shown:
+            bar.start()
+            shown.append(bar.add_task("eval", total=None, label=""))
+        label = f"{name} (task {number}/{tasks}: {done}/{episodes})" if tasks > 1 else name
+        bar.update(shown[0], completed=(number - 1) * episodes + done, total=tasks * episodes,
+                   label=label)
 
+    try:
         yield update
+    finally:
+        if shown:
+            bar.stop()
 
 
 def evaluate(

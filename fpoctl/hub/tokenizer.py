@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub import hf_hub_download
+from huggingface_hub.errors import LocalEntryNotFoundError
 
 from fpoctl.errors import FpoctlError
 from fpoctl.hub.aliases import CONFIG_FILE, check_repo_id, load_config
@@ -84,4 +85,13 @@ def tokenizer_path(home: Path, policy_type: str, folder: Path | None = None) -> 
         if shipped:
             return shipped[0]
     source = configured_source(home, policy_type)
-    return fetch(source, policy_type=policy_type, home=home, offline=True) if source else None
+    if source is None:
+        return None
+    try:
+        return fetch(source, policy_type=policy_type, home=home, offline=True)
+    except LocalEntryNotFoundError:
+        where = f"{folder} ships none and " if folder is not None else ""
+        raise FpoctlError(f"{policy_type} needs its prompt tokenizer: {where}{source} is not in the local "
+                          f"cache; `fpoctl pull {policy_type}` fetches it, or name a local "
+                          f"paligemma_tokenizer.model: `[tokenizers] {policy_type} = \"PATH\"` in "
+                          f"{home / CONFIG_FILE}") from None

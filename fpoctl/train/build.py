@@ -12,7 +12,7 @@ import torch
 from fpoctl.envs import TaskSpec
 from fpoctl.errors import FpoctlError, NotFoundError
 from fpoctl.store import Store
-from policies.checkpoint import read_policy_type
+from policies.checkpoint import inspect_checkpoint, read_policy_type
 from policies.pi0.config import CONFIG_PRESETS
 from policies.registry import PolicyError, make_policy
 
@@ -97,7 +97,7 @@ def tokenizer_for(home: Path, folder: Path | None, explicit: str | None) -> str 
     if explicit or folder is None:
         return explicit
     try:
-        kind, _ = read_policy_type(folder)
+        kind = inspect_checkpoint(folder).policy_type  # a broken checkpoint says so before any look-up
     except PolicyError as exc:
         raise FpoctlError(str(exc)) from None
     if kind != "pi0":
