@@ -17,9 +17,10 @@ import time
 from pathlib import Path
 
 from fpoctl.settings import Settings
-from fpoctl.train import runner
 from fpoctl.train.config import FinetuneConfig, SFTConfig
+from fpoctl.train.finetune_job import finetune
 from fpoctl.train.recipes import RECIPES
+from fpoctl.train.sft_job import sft
 
 
 def run_task(settings: Settings, index: int, args: argparse.Namespace) -> dict:
@@ -29,7 +30,7 @@ def run_task(settings: Settings, index: int, args: argparse.Namespace) -> dict:
     fpo_over = {**recipe.finetune, "iterations": args.iterations, "eval_episodes": args.episodes,
                 "seed": args.seed}
     started = time.perf_counter()
-    prior = runner.sft(settings, SFTConfig(task=task, **sft_over), name=f"{task}-prior")
+    prior = sft(settings, SFTConfig(task=task, **sft_over), name=f"{task}-prior")
     sft_s = time.perf_counter() - started
 
     def progress(it: int, total: int, m: dict[str, float]) -> None:
@@ -38,7 +39,7 @@ def run_task(settings: Settings, index: int, args: argparse.Namespace) -> dict:
               f"{m.get('rollout/success_rate', float('nan')):.0%}{evals}", flush=True)
 
     started = time.perf_counter()
-    result = runner.finetune(settings, FinetuneConfig(task=task, init=str(prior.run_id), **fpo_over),
+    result = finetune(settings, FinetuneConfig(task=task, init=str(prior.run_id), **fpo_over),
                              name=f"{task}-fpo", progress=progress)
     fpo_s = time.perf_counter() - started
     return {"prior_run": prior.run_id, "fpo_run": result.run_id, "status": result.status,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,55 @@ from policies.errors import PolicyError
 from policies.gaussian import GaussianConfig, GaussianPolicy
 from policies.mlp import MLPFlowConfig, MLPFlowPolicy
 from policies.pi0.config import CONFIG_PRESETS, Pi0Config
-from policies.pi0.policy import Pi0Policy
+from policies.pi0.policy import SCOPES, Pi0Policy
 
-__all__ = ["POLICY_NAMES", "PolicyError", "load_policy", "make_policy"]
+__all__ = ["FAMILIES", "POLICY_NAMES", "PolicyError", "PolicyFamily", "family_of", "known_scopes",
+           "load_policy", "make_policy"]
 
-POLICY_NAMES = ("mlp", "gaussian", *CONFIG_PRESETS)
+
+@dataclass(frozen=True)
+class PolicyFamily:
+    """What a trainer may know of a policy family (never its internals)."""
+
+    type_name: str
+    """config.json "type" of its folders."""
+    presets: tuple[str, ...]
+    """Names `make_policy` builds fresh."""
+    scopes: tuple[str, ...] = ()
+    """Parts training can be limited to (`scope`); empty: the family always trains everything."""
+    dtypes: tuple[str, ...] = ("float32",)
+    """Precisions it can train in (`dtype`)."""
+    needs_tokenizer: bool = False
+    """Whether it reads prompts with a SentencePiece tokenizer that its checkpoints may not ship."""
+
+
+FAMILIES = (
+    PolicyFamily(MLPFlowPolicy.type_name, ("mlp",)),
+    PolicyFamily(GaussianPolicy.type_name, ("gaussian",)),
+    PolicyFamily(Pi0Policy.type_name, tuple(CONFIG_PRESETS), SCOPES, ("float32", "bfloat16"),
+                 needs_tokenizer=True),
+)
+POLICY_NAMES = tuple(name for family in FAMILIES for name in family.presets)
+DEFAULT_SCOPE = "expert"
+"""The job config's default scope: pi0's action expert; families without scopes ignore it."""
+
+
+def family_of(name_or_folder: str | Path) -> PolicyFamily:
+    """The family of a preset name, or of a saved folder (its config.json "type")."""
+    path = Path(name_or_folder)
+    if path.is_dir():
+        kind, _ = read_policy_type(path)
+        return next(f for f in FAMILIES if f.type_name == kind)
+    for family in FAMILIES:
+        if str(name_or_folder) in family.presets:
+            return family
+    raise PolicyError(f"unknown policy {str(name_or_folder)!r}; known: {', '.join(POLICY_NAMES)} "
+                      "or a folder with config.json")
+
+
+def known_scopes() -> tuple[str, ...]:
+    """Every scope some family offers (the job config's `scope` must be one)."""
+    return tuple(dict.fromkeys(s for family in FAMILIES for s in family.scopes))
 
 
 def _load_small(cls: Any) -> Callable[..., Any]:

@@ -19,7 +19,7 @@ from fpoctl.errors import FpoctlError
 from fpoctl.jobs.devices import check_gpus_free, gpu_holders, job_gpus
 from fpoctl.settings import Settings
 from fpoctl.store import Store
-from fpoctl.train import runner
+from fpoctl.train import finetune_job
 from fpoctl.train.config import FinetuneConfig, as_dict
 from tests.conftest import run_cli
 from tests.jobs_helpers import (
@@ -124,7 +124,7 @@ def test_an_unwritable_run_folder_fails_the_run_with_a_clear_reason(home: Path, 
     (home / "runs" / "2" / "checkpoints").write_text("not a folder")
     cfg = FinetuneConfig(iterations=1, num_envs=4, rollout_chunks=4, eval_episodes=4)
     with pytest.raises(FpoctlError, match="cannot write checkpoint"):
-        runner.finetune(settings, cfg)
+        finetune_job.finetune(settings, cfg)
     with Store(settings.db_url) as store:
         first, second = store.get_run(1), store.get_run(2)
     assert first.status == "failed" and "cannot create the run folder" in first.error
@@ -142,7 +142,7 @@ def test_a_full_disk_fails_the_run_with_a_clear_reason(home: Path, settings: Set
         cfg = FinetuneConfig(iterations=2, num_envs=4, rollout_chunks=4, eval_episodes=4,
                              checkpoint_every=1)
         with pytest.raises(FpoctlError, match="No space left on device"):
-            runner.finetune(settings, cfg)
+            finetune_job.finetune(settings, cfg)
         with Store(settings.db_url) as store:
             run = store.get_run(1)
         assert run.status == "failed" and "No space left on device" in run.error

@@ -24,9 +24,10 @@ def demo(
     The settings are the task's recipe (fpoctl/train/recipes.py). Example: fpoctl demo
     """
     from fpoctl.envs import get_task
-    from fpoctl.train import runner
     from fpoctl.train.config import FinetuneConfig, SFTConfig
+    from fpoctl.train.finetune_job import finetune
     from fpoctl.train.recipes import recipe_for
+    from fpoctl.train.sft_job import sft
 
     cfg = settings(ctx)
     spec = get_task(task)  # bad input fails here, before any run exists
@@ -39,12 +40,12 @@ def demo(
     console.print(f"[bold]1/2[/] behaviour cloning a flow policy on [bold]{task}[/] from scripted "
                   f"expert demonstrations ({recipe.note})")
     with progress_bar("SFT", "step") as update:
-        prior = runner.sft(cfg, SFTConfig(task=task, seed=seed, **recipe.sft),
+        prior = sft(cfg, SFTConfig(task=task, seed=seed, **recipe.sft),
                            name=f"{task}-demo-prior", progress=update)
     console.print(f"[bold]2/2[/] FPO fine-tuning run {prior.run_id}'s policy online "
                   "(evaluates the prior first)")
     with progress_bar("FPO", "iter") as update:
-        result = runner.finetune(cfg, FinetuneConfig(task=task, seed=seed, init=str(prior.run_id),
+        result = finetune(cfg, FinetuneConfig(task=task, seed=seed, init=str(prior.run_id),
                                                      **recipe.finetune),
                                  name=f"{task}-demo-fpo", progress=update)
     before = result.before.get("eval/success_rate", 0.0)

@@ -25,7 +25,7 @@ from fpoctl.errors import FpoctlError
 from fpoctl.train.config import FinetuneConfig, SFTConfig, as_dict, field_docs, resolve
 
 if TYPE_CHECKING:  # the trainer imports torch: load it only when a command runs
-    from fpoctl.train.runner import JobResult
+    from fpoctl.train.job import JobResult
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="A TOML file of config values.")]
 SetOpt = Annotated[list[str] | None, typer.Option(
@@ -173,10 +173,10 @@ def sft(
     if show_config:
         _show_config(cfg)
         return
-    from fpoctl.train import runner
+    from fpoctl.train.sft_job import sft
 
     with progress_bar("SFT", "step") as update:
-        result = runner.sft(settings(ctx), cfg, name=name, progress=update)
+        result = sft(settings(ctx), cfg, name=name, progress=update)
     summary(result, "sft")
 
 

@@ -21,7 +21,7 @@ from fpoctl.train.config import resumable
 
 if TYPE_CHECKING:  # the trainer imports torch: only a command that trains loads it
     from fpoctl.train.config import FinetuneConfig
-    from fpoctl.train.runner import JobResult, Progress
+    from fpoctl.train.job import JobResult, Progress
 
 
 @dataclass
@@ -46,14 +46,14 @@ def start_finetune(settings: Settings, cfg: FinetuneConfig, *, name: str | None 
     launch.check()
     import torch
 
-    from fpoctl.train import runner
+    from fpoctl.train import finetune_job
 
     settings.ensure_home()
     cfg.nproc = launch.nproc
     cfg.gpus = job_gpus(cfg.device, gpus, launch.nproc, torch.cuda.device_count())
     with Store(settings.db_url) as store:
         check_gpus_free(store, cfg.gpus, force=force)
-        run_id = runner.new_finetune_run(store, cfg, name)
+        run_id = finetune_job.new_finetune_run(store, cfg, name)
         return _start(settings, store, run_id, launch, detach=detach, progress=progress)
 
 
@@ -137,9 +137,9 @@ def _start(settings: Settings, store: Store, run_id: int, launch: Launch, *, det
             store.add_event(run_id, "resume requested", kind="resume")
         if not launch.distributed and not detach:
             try:
-                from fpoctl.train import runner
+                from fpoctl.train import finetune_job
 
-                result = runner.train_run(settings, run_id, progress=progress)
+                result = finetune_job.train_run(settings, run_id, progress=progress)
             except KeyboardInterrupt:  # before the trainer took over Ctrl-C
                 if store.get_run(run_id).status == "queued":
                     store.set_status(run_id, "stopped")

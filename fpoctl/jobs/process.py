@@ -89,7 +89,7 @@ class RunLock:
 
 def is_active(run: Run, run_dir: Path) -> bool:
     """A job is alive for the run: its lock is held, or (for runs trained without the jobs layer,
-    e.g. `runner.finetune` from Python) the running run's worker lives (on another host: its
+    e.g. `finetune_job.finetune` from Python) the running run's worker lives (on another host: its
     heartbeat is fresh)."""
     if RunLock.held(run_dir):
         return True

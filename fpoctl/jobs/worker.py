@@ -30,14 +30,14 @@ def main(argv: list[str] | None = None) -> int:
         parser = argparse.ArgumentParser(prog="python -m fpoctl.jobs.worker")
         parser.add_argument("run_id", type=int, nargs="?")
         args = parser.parse_args(argv)
-        from fpoctl.train import distributed, runner
+        from fpoctl.train import distributed, finetune_job
 
         ranks = distributed.from_env()
         try:
             run_id = ranks.gather(args.run_id)[0]
             if run_id is None:
                 raise FpoctlError("rank 0 was started without a run id")
-            result = runner.train_run(Settings.resolve(), run_id, ranks=ranks, stop=stop,
+            result = finetune_job.train_run(Settings.resolve(), run_id, ranks=ranks, stop=stop,
                                       progress=progress_line if ranks.is_main else None)
         except FpoctlError as exc:
             print(f"error: {exc}", file=sys.stderr, flush=True)

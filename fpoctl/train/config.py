@@ -253,6 +253,11 @@ def _check_types(cfg: Any) -> None:
             raise FpoctlError(f"config {f.name} must be true or false, got {value!r}")
 
 
+EVAL_SEED_OFFSET = 7_777
+"""Evaluation envs are seeded at `seed + EVAL_SEED_OFFSET`, apart from the rollout envs."""
+RESET_SEED_STRIDE = 100_003
+"""Fresh rollout envs (a start or a resume at iteration i) reset with `seed + i * RESET_SEED_STRIDE`."""
+
 CHOICES = {"ratio": ("per_sample", "averaged"), "loss_reduction": ("mean", "sum"),
            "critic": ("value", "q_ensemble"), "eval_noise": ("zero", "random"),
            "dtype": ("float32", "bfloat16")}

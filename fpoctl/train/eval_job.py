@@ -14,8 +14,8 @@ from fpoctl.settings import Settings
 from fpoctl.store import Store
 from fpoctl.train import checkpoint as ckpt
 from fpoctl.train.build import build_policy, resolve_device, resolve_source, tokenizer_for
+from fpoctl.train.job import seed_everything
 from fpoctl.train.protocol import EvalProgress, EvalResult, Evaluator, check_eval_input
-from fpoctl.train.runner import seed_everything
 
 DEFAULT_EXEC_STEPS = 4
 

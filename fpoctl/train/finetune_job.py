@@ -1,0 +1,209 @@
+"""The `finetune` job: an FPO run in the store, trained here (one rank of it under torchrun) and
+resumable from its last checkpoint.
+
+It records its resolved config, seed and git revision, logs metrics through the batched writer,
+keeps a heartbeat, writes checkpoints atomically (last K + best), and ends finished, stopped
+(SIGTERM / Ctrl-C: the current iteration ends and a checkpoint is written) or failed (with the
+reason). A resume restores model, optimisers, critic, RNG and counters and drops the metric rows
+logged after that checkpoint. `train_run` is what a worker process runs (`fpoctl.jobs.worker`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from contextlib import ExitStack
+from pathlib import Path
+
+import torch
+
+from fpoctl.envs import get_task
+from fpoctl.errors import FpoctlError
+from fpoctl.settings import Settings
+from fpoctl.store import Run, Store
+from fpoctl.train import checkpoint as ckpt
+from fpoctl.train import sharding
+from fpoctl.train.build import build_policy, resolve_device, resolve_init, tokenizer_for
+from fpoctl.train.config import FinetuneConfig, as_dict, resumable
+from fpoctl.train.distributed import LOCAL, Ranks, combine_metrics
+from fpoctl.train.job import JobResult, Progress, create_run, lifecycle, seed_everything
+from fpoctl.train.lifecycle import StopSignals
+from fpoctl.train.record import RunRecord
+from fpoctl.train.trainer import FPOTrainer
+from fpoctl.train.update import NonFiniteLoss
+from policies.registry import known_scopes
+
+
+class StopRequested(Exception):
+    """A stop was asked for (SIGTERM, Ctrl-C, `fpoctl stop`): checkpoint, then stop."""
+
+
+def new_finetune_run(store: Store, cfg: FinetuneConfig, name: str | None = None) -> int:
+    """Check the input (task, device, init) before a run exists, then insert it (queued)."""
+    get_task(cfg.task)
+    resolve_device(cfg.device)
+    if cfg.shard not in sharding.SHARD_MODES:
+        raise FpoctlError(f"shard must be one of {', '.join(sharding.SHARD_MODES)}, got {cfg.shard!r}")
+    if cfg.scope not in known_scopes():
+        raise FpoctlError(f"scope must be one of {', '.join(known_scopes())}, got {cfg.scope!r}")
+    if cfg.init:
+        resolve_init(store, cfg.init)
+    return create_run(store, "finetune", cfg, name, total_steps=cfg.iterations)
+
+
+def finetune(settings: Settings, cfg: FinetuneConfig, *, name: str | None = None,
+             resume_run: int | None = None, progress: Progress | None = None) -> JobResult:
+    """Create (or resume) an FPO run and train it in this process."""
+    settings.ensure_home()
+    with Store(settings.db_url) as store:
+        if resume_run is not None:
+            resumable(store.get_run(resume_run))
+            run_id = resume_run
+        else:
+            run_id = new_finetune_run(store, cfg, name)
+    return train_run(settings, run_id, progress=progress)
+
+
+def train_device(cfg: FinetuneConfig, ranks: Ranks) -> torch.device:
+    """This rank's device: `cfg.device`, or under torchrun the GPU of its local rank."""
+    device = resolve_device(cfg.device)
+    if device.type != "cuda":
+        return device
+    if cfg.gpus:
+        if ranks.local_rank >= len(cfg.gpus):
+            raise FpoctlError(f"local rank {ranks.local_rank} has no GPU in gpus={cfg.gpus}")
+        device = torch.device("cuda", cfg.gpus[ranks.local_rank])
+    elif ranks.world > 1:
+        device = torch.device("cuda", ranks.local_rank)
+    torch.cuda.set_device(device)
+    return device
+
+
+def train_run(settings: Settings, run_id: int, *, progress: Progress | None = None,
+              ranks: Ranks = LOCAL, stop: StopSignals | None = None) -> JobResult:
+    """Train run `run_id` here: from its last checkpoint when it has one, else from the start.
+    Under torchrun this is one rank; rank 0 records, the others compute alongside."""
+    with Store(settings.db_url) as store, ExitStack() as stack:
+        stop = stop or stack.enter_context(StopSignals(announce=progress is not None))
+        run = store.get_run(run_id)
+        cfg = FinetuneConfig(**run.config)
+        record = RunRecord(store, run.id, settings.run_dir(run.id), cfg.keep_checkpoints,
+                           enabled=ranks.is_main)
+        result = JobResult(run_id=run.id, status="running")
+        session = _Session(record, result, ranks)
+        with lifecycle(record, result, interrupted=session.interrupted):
+            try:
+                session.train(store, settings, run, cfg, stop, progress)
+            finally:
+                if session.trainer is not None:
+                    session.trainer.close()
+        return result
+
+
+class _Session:
+    """One attempt at a run: what the steps of `train` share (the trainer, the last saved step)."""
+
+    def __init__(self, record: RunRecord, result: JobResult, ranks: Ranks) -> None:
+        self.record, self.result, self.ranks = record, result, ranks
+        self.trainer: FPOTrainer | None = None
+        self.saved = 0
+
+    def interrupted(self) -> str:
+        """The event a second Ctrl-C leaves (there is no time for a checkpoint)."""
+        return f"interrupted: stopped without a new checkpoint; resume continues from step {self.saved}"
+
+    def train(self, store: Store, settings: Settings, run: Run, cfg: FinetuneConfig,
+              stop: StopSignals, progress: Progress | None) -> None:
+        """Build (or restore), evaluate the prior, iterate; stop and non-finite losses end it here."""
+        record, result, ranks = self.record, self.result, self.ranks
+        metrics: dict[str, float] = {}
+        try:
+            trainer = self.trainer = self._start(store, settings, run, cfg)
+            evaluates = ranks.is_main or trainer.sharded  # a sharded policy samples on every rank
+            if trainer.iteration == 0 and evaluates:
+                result.before = trainer.evaluate()
+                record.log(0, result.before)
+                record.event(f"prior: success {result.before['eval/success_rate']:.0%}", kind="eval")
+            with record.alive():
+                while trainer.iteration < cfg.iterations:
+                    if ranks.any_true(stop.requested is not None):
+                        raise StopRequested
+                    metrics = combine_metrics(ranks.gather(trainer.train_iteration()))
+                    it = trainer.iteration
+                    if evaluates and (it % cfg.eval_every == 0 or it == cfg.iterations):
+                        metrics.update(trainer.evaluate())
+                        record.event(f"eval at {it}: success {metrics['eval/success_rate']:.0%}",
+                                     kind="eval")
+                    record.log(it, metrics)
+                    if it % cfg.checkpoint_every == 0 or it == cfg.iterations:
+                        result.checkpoint, self.saved = self._checkpoint(metrics, cfg), it
+                    if progress:
+                        progress(it, cfg.iterations, metrics)
+            result.after = {k: v for k, v in metrics.items() if k.startswith("eval/")}
+            result.status = "finished"
+        except StopRequested:
+            result.status = "stopped"
+            iteration = self.trainer.iteration if self.trainer else 0
+            if self.trainer is not None and iteration > self.saved:
+                result.checkpoint = self._checkpoint(metrics, cfg)
+            record.event(f"stopped at iteration {iteration} ({stop.requested})", kind="stop")
+        except NonFiniteLoss as exc:
+            result.status = "failed"
+            record.status("failed", error=f"{exc}: lower actor_lr or check the rewards")
+
+    def _start(self, store: Store, settings: Settings, run: Run, cfg: FinetuneConfig) -> FPOTrainer:
+        """The trainer, from the run's last checkpoint when it has one (verified first)."""
+        record, ranks = self.record, self.ranks
+        seed_everything(cfg.seed, cfg.cpu_threads)
+        task, device = get_task(cfg.task), train_device(cfg, ranks)
+        if record.sweep_partial_checkpoints():
+            record.event("removed a half-written checkpoint of a killed attempt", kind="resume")
+        init = resolve_init(store, cfg.init) if cfg.init else None
+        last = store.checkpoints(run.id)[-1] if store.checkpoints(run.id) else None
+        if last is not None:
+            ckpt.verify_checkpoint(Path(last.path), last.sha256)
+            init = Path(last.path) / "policy"
+        policy = build_policy(cfg.policy, task, cfg.obs_mode, horizon=cfg.horizon, hidden=cfg.hidden,
+                              device=device, init_folder=init, scope=cfg.scope, dtype=cfg.dtype,
+                              tokenizer=tokenizer_for(settings.home, init, cfg.tokenizer))
+        for note in getattr(policy, "load_warnings", ()):
+            record.event(note, level="warning", kind="config")
+        trainer = FPOTrainer(cfg, policy, task, device, ranks=ranks,
+                             on_event=lambda lvl, kind, msg: record.event(msg, level=lvl, kind=kind))
+        if last is not None:
+            self.saved = _restore(trainer, Path(last.path), ranks)
+            dropped = record.rewind(self.saved)
+            record.event(f"resumed from step {self.saved} ({dropped} metric rows after it dropped)",
+                         kind="resume")
+        elif run.started is not None:  # an earlier attempt left no checkpoint
+            record.rewind(-1)
+            record.event("resumed with no checkpoint: starting over", kind="resume")
+        if ranks.world > 1:
+            where = ranks.gather((socket.gethostname(), os.getpid()))
+            pids = ", ".join(f"{host}:{pid}" for host, pid in where)
+            record.event(f"torchrun: {ranks.world} ranks (pids {pids})"
+                         + (", policy sharded (FSDP2)" if trainer.sharded else ""), kind="ranks")
+        if note := sharding.advice(policy, cfg.shard, ranks.world):
+            record.event(note, level="warning", kind="ranks")
+        return trainer
+
+    def _checkpoint(self, metrics: dict[str, float], cfg: FinetuneConfig) -> str | None:
+        """Every rank hands its RNG state to rank 0, which writes the checkpoint."""
+        assert self.trainer is not None
+        trainer, ranks = self.trainer, self.ranks
+        state, policy = trainer.state_dict(), trainer.saved_policy()
+        if ranks.world > 1:
+            state["ranks"] = ranks.gather(trainer.rank_state())
+        return self.record.checkpoint(trainer.iteration, policy, state, metrics, as_dict(cfg))
+
+
+def _restore(trainer: FPOTrainer, folder: Path, ranks: Ranks) -> int:
+    """Load a verified checkpoint's trainer state (each rank its own RNG); returns its step."""
+    state = ckpt.load_trainer_state(folder)
+    trainer.load_state_dict(state)
+    per_rank = state.get("ranks", [state])
+    if len(per_rank) != ranks.world:
+        raise FpoctlError(f"checkpoint {folder} was written by {len(per_rank)} rank(s); resume with "
+                          f"the same number of processes (this job has {ranks.world})")
+    trainer.load_rank_state(per_rank[ranks.rank])
+    return trainer.iteration

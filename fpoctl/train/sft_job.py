@@ -1,0 +1,62 @@
+"""The `sft` job: behaviour-clone a flow policy from demonstrations (a file, or a task's scripted
+expert), evaluate it, keep one checkpoint: the prior a fine-tune starts from."""
+
+from __future__ import annotations
+
+from fpoctl.envs import get_task
+from fpoctl.envs.demos import DemoSet, collect_demos
+from fpoctl.settings import Settings
+from fpoctl.store import Store
+from fpoctl.train.build import build_policy, resolve_device, resolve_init, tokenizer_for
+from fpoctl.train.config import EVAL_SEED_OFFSET, SFTConfig, as_dict
+from fpoctl.train.job import JobResult, Progress, create_run, lifecycle, seed_everything
+from fpoctl.train.protocol import Evaluator
+from fpoctl.train.record import RunRecord
+from fpoctl.train.sft import train_sft
+from policies.registry import POLICY_NAMES
+
+
+def sft(settings: Settings, cfg: SFTConfig, *, name: str | None = None,
+        progress: Progress | None = None) -> JobResult:
+    """Behaviour-clone a flow policy from demonstrations; the result is a run with a checkpoint."""
+    settings.ensure_home()
+    task = get_task(cfg.task)
+    device = resolve_device(cfg.device)
+    demos = DemoSet.load(cfg.demos) if cfg.demos else None  # bad input fails before a run exists
+    with Store(settings.db_url) as store:
+        run_id = create_run(store, "sft", cfg, name, total_steps=cfg.steps)
+        record = RunRecord(store, run_id, settings.run_dir(run_id), keep=1, enabled=True)
+        result = JobResult(run_id=run_id, status="running")
+        with lifecycle(record, result):
+            seed_everything(cfg.seed, cfg.cpu_threads)
+            if demos is None:
+                demos = collect_demos(task, cfg.expert_episodes, seed=cfg.seed, obs_mode=cfg.obs_mode,
+                                      action_noise=cfg.expert_noise, **(cfg.env_kwargs or {}))
+                path = demos.save(settings.run_dir(run_id) / "demos.npz")
+                record.event(f"{cfg.expert_episodes} expert episodes, success "
+                             f"{demos.success_rate:.0%} -> {path}", kind="demos")
+            init = None if cfg.policy in POLICY_NAMES else resolve_init(store, cfg.policy)
+            policy = build_policy(cfg.policy, task, cfg.obs_mode, horizon=cfg.horizon,
+                                  hidden=cfg.hidden, device=device, init_folder=init,
+                                  tokenizer=tokenizer_for(settings.home, init, cfg.tokenizer))
+
+            def log(step: int, values: dict[str, float]) -> None:
+                record.log(step, values)
+                if progress:
+                    progress(step, cfg.steps, values)
+
+            with record.alive():
+                train_sft(policy, demos, cfg, device, log)
+            evaluator = Evaluator(task, num_envs=cfg.num_envs, obs_mode=cfg.obs_mode,
+                                  seed=cfg.seed + EVAL_SEED_OFFSET, workers=cfg.workers,
+                                  env_kwargs=cfg.env_kwargs)
+            try:
+                result.after = evaluator.run(policy, cfg.eval_episodes, exec_steps=cfg.exec_steps,
+                                             flow_steps=cfg.flow_steps, device=device,
+                                             noise=cfg.eval_noise).metrics
+            finally:
+                evaluator.close()
+            record.log(cfg.steps, result.after)
+            result.checkpoint = record.checkpoint(cfg.steps, policy, None, result.after, as_dict(cfg))
+            result.status = "finished"
+        return result
