@@ -10,6 +10,7 @@ import dataclasses
 import itertools
 import json
 import tomllib
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -233,24 +234,35 @@ def _parse_value(raw: str) -> Any:
         return raw
 
 
+_TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", dict: "a table/JSON object",
+               list: "a list", str: "text"}
+
+
 def _check_types(cfg: Any) -> None:
+    """Each value against its field's declared type (`int`, `float | None`, `list[int] | None`, ...):
+    ints become floats where a number is expected and numbers text where text is (`--set init=5`)."""
+    hints = typing.get_type_hints(type(cfg))
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
-        expected = str(f.type)
+        kinds = {typing.get_origin(t) or t for t in (typing.get_args(hints[f.name]) or (hints[f.name],))}
         if value is None:
-            if "None" not in expected:
+            if type(None) not in kinds:
                 raise FpoctlError(f"config {f.name} cannot be empty")
             continue
-        if expected.startswith("int") and (not isinstance(value, int) or isinstance(value, bool)):
-            raise FpoctlError(f"config {f.name} must be an integer, got {value!r}")
-        if expected.startswith("float") and not isinstance(value, int | float):
-            raise FpoctlError(f"config {f.name} must be a number, got {value!r}")
-        if expected.startswith("float") and isinstance(value, int):
-            setattr(cfg, f.name, float(value))
-        if expected.startswith("dict") and not isinstance(value, dict):
-            raise FpoctlError(f"config {f.name} must be a table/JSON object, got {value!r}")
-        if expected.startswith("bool") and not isinstance(value, bool):
-            raise FpoctlError(f"config {f.name} must be true or false, got {value!r}")
+        if isinstance(value, bool):  # a bool is an int to Python, not to a config
+            ok = bool in kinds
+        elif float in kinds and isinstance(value, int):
+            value = float(value)
+            ok = True
+        elif str in kinds and isinstance(value, int | float):
+            value = str(value)
+            ok = True
+        else:
+            ok = isinstance(value, tuple(k for k in kinds if k is not type(None)))
+        if not ok:
+            want = " or ".join(_TYPE_WORDS.get(k, k.__name__) for k in kinds if k is not type(None))
+            raise FpoctlError(f"config {f.name} must be {want}, got {value!r}")
+        setattr(cfg, f.name, value)
 
 
 EVAL_SEED_OFFSET = 7_777

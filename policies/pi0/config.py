@@ -129,11 +129,6 @@ class Pi0Config:
         """Side of the square model images."""
         return self.image_resolution[0]
 
-    @property
-    def num_image_tokens(self) -> int:
-        """Tokens per image (patches)."""
-        return (self.image_size // self.vision.patch_size) ** 2
-
     def to_dict(self) -> dict[str, Any]:
         """Fields as JSON-ready values."""
         out = asdict(self)
