@@ -73,3 +73,11 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
     return subprocess.run([sys.executable, "-m", "fpoctl.cli", *args], capture_output=True,
                           text=True, env=full_env, timeout=timeout, cwd=cwd)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny SentencePiece model with PaliGemma's special ids, for the pi0 tests."""
+    from tests.pi0_helpers import train_tokenizer
+
+    return train_tokenizer(tmp_path_factory.mktemp("tokenizer"))

@@ -24,13 +24,7 @@ from tests.dist_pi0 import (
     update,
     whole_layers_per_call,
 )
-from tests.pi0_helpers import one_torch_thread, tiny_policy, train_tokenizer
-
-
-@pytest.fixture
-def tokenizer(tmp_path: Path) -> Path:
-    """A tiny SentencePiece model."""
-    return train_tokenizer(tmp_path)
+from tests.pi0_helpers import one_torch_thread, tiny_policy
 
 
 @pytest.mark.parametrize(("scope", "min_moved"), [("full", 60), ("lora", 30)])

@@ -9,16 +9,10 @@ import pytest
 import torch
 
 from tests.dist_pi0 import batch, full_size_step, run_ranks, sharded_update, update
-from tests.pi0_helpers import tiny_policy, train_tokenizer
+from tests.pi0_helpers import tiny_policy
 
 pytestmark = pytest.mark.gpu
 two_gpus = pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs")
-
-
-@pytest.fixture
-def tokenizer(tmp_path: Path) -> Path:
-    """A tiny SentencePiece model."""
-    return train_tokenizer(tmp_path)
 
 
 def spawn(*args: object, world: int) -> None:

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
-from pi0_helpers import env_obs, one_torch_thread, tiny_policy, train_tokenizer
+from pi0_helpers import env_obs, tiny_policy
 
 from policies import flow
 from policies.pi0 import Pi0Policy
 from policies.pi0.config import full_config
 
 pytestmark = pytest.mark.gpu
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    with one_torch_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_tokenizer(tmp_path_factory.mktemp("tok"))
 
 
 def test_tiny_pi0_on_gpu_matches_cpu(tokenizer: Path) -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from pi0_helpers import env_obs, one_torch_thread, tiny_policy, train_tokenizer
+from pi0_helpers import env_obs, tiny_policy
 from safetensors.torch import load_file, save_file
 
 from policies.base import FlowPolicy
@@ -21,17 +20,6 @@ from policies.pi0.preprocess import MeanStd
 from policies.registry import PolicyError, make_policy
 
 WEIGHTS = "model.safetensors"
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    with one_torch_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_tokenizer(tmp_path_factory.mktemp("tok"))
 
 
 @pytest.fixture

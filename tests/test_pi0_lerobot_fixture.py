@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-from pi0_helpers import one_torch_thread
 from safetensors.torch import load_file
 
 from policies.pi0 import Pi0Policy
@@ -27,12 +25,6 @@ ATOL = 1e-5
 KEPT = torch.cat([torch.arange(0, 32), torch.arange(48, 64)])
 """Prefix columns fpoctl keeps: slot 2 is empty for the whole batch, and fpoctl leaves such a slot out
 (its tokens are invalid either way, and positions count valid tokens only)."""
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    with one_torch_thread():
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
-from pi0_helpers import env_obs, one_torch_thread, tiny_policy, train_tokenizer
+from pi0_helpers import env_obs, tiny_policy
 
 from policies import flow
 from policies.pi0 import Pi0Config, Pi0Policy
@@ -57,17 +55,6 @@ def reference_shapes() -> dict[str, tuple[int, ...]]:
             out[f"{layer}.input_layernorm.weight"] = (w,)
             out[f"{layer}.post_attention_layernorm.weight"] = (w,)
     return out
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    with one_torch_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory: pytest.TempPathFactory):
-    return train_tokenizer(tmp_path_factory.mktemp("tok"))
 
 
 @pytest.fixture

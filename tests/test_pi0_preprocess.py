@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from pi0_helpers import env_obs, one_torch_thread, tiny_policy, train_tokenizer
+from pi0_helpers import env_obs, tiny_policy
 
 from policies.errors import PolicyError
 from policies.pi0 import Pi0Policy
 from policies.pi0.preprocess import MeanStd, PromptTokenizer, resize_with_pad
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    with one_torch_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_tokenizer(tmp_path_factory.mktemp("tok"))
 
 
 @pytest.fixture

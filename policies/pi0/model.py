@@ -24,7 +24,8 @@ from policies.pi0.config import Pi0Config
 from policies.pi0.gemma import GemmaModel, KVCache, joint_forward
 from policies.pi0.siglip import SiglipVisionTower
 
-Prefix = tuple[Tensor, Tensor, Tensor]  # embeddings [B, P, W], valid [B, P], ar [B, P]
+Tokens = tuple[Tensor, Tensor, Tensor]
+"""A token sequence as the mask rule needs it: embeddings [B, N, W], valid [B, N], ar [B, N]."""
 
 
 def make_attn_mask(valid: Tensor, ar: Tensor) -> Tensor:
@@ -146,7 +147,7 @@ class Pi0Model(nn.Module):
             feats = pg.multi_modal_projector(tokens)  # [B*C, T, W]
         return feats.reshape(b, c * feats.shape[1], feats.shape[2])
 
-    def embed_prefix(self, batch: Mapping[str, Tensor]) -> Prefix:
+    def embed_prefix(self, batch: Mapping[str, Tensor]) -> Tokens:
         """Image tokens of every camera slot, then prompt tokens (x sqrt(width)); all ar = 0.
 
         Camera slots masked for the whole batch are left out: their tokens would be invalid
@@ -167,7 +168,7 @@ class Pi0Model(nn.Module):
         embs, pad = torch.cat(parts, dim=1), torch.cat(valid, dim=1)
         return embs, pad, torch.zeros_like(pad, dtype=torch.int32)
 
-    def prefix_cache(self, prefix: Prefix) -> KVCache:
+    def prefix_cache(self, prefix: Tokens) -> KVCache:
         """Run the language model alone over the prefix; keep every layer's keys and values."""
         embs, pad, ar = prefix
         positions = torch.cumsum(pad.to(torch.int64), dim=1) - 1
@@ -176,7 +177,7 @@ class Pi0Model(nn.Module):
         return cache
 
     # -- suffix: state + noisy actions + time ------------------------------------------
-    def embed_suffix(self, state: Tensor, x_t: Tensor, t: Tensor) -> Prefix:
+    def embed_suffix(self, state: Tensor, x_t: Tensor, t: Tensor) -> Tokens:
         """state [B, S], x_t [B, H, D], t [B] -> 1 + H expert tokens; ar = [1, 1, 0, ..., 0].
 
         The state token opens a block the prefix cannot see; the first action token opens another
@@ -212,7 +213,7 @@ class Pi0Model(nn.Module):
                                     gradient_checkpointing=self.config.gradient_checkpointing)
         return self._velocity_from_expert(out)
 
-    def velocity_full(self, prefix: Prefix, state: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
+    def velocity_full(self, prefix: Tokens, state: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
         """v [B, H, D] from ONE joint pass over prefix + suffix (no cache; the reference path)."""
         s_embs, s_pad, s_ar = self.embed_suffix(state, x_t, t)
         pad = torch.cat([prefix[1], s_pad], dim=1)
