@@ -24,12 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the seeding helper lives in tests/
 
 from fpoctl.dash.app import DashApp  # noqa: E402
-from fpoctl.dash.queries import max_metric_id  # noqa: E402
 from fpoctl.dash.screens.run import RunScreen  # noqa: E402
 from fpoctl.dash.widgets.metric_plot import MetricPlot  # noqa: E402
 from fpoctl.settings import Settings  # noqa: E402
 from fpoctl.store import Store  # noqa: E402
-from fpoctl.store.metrics import delete_after  # noqa: E402
 from tests.seed_store import iteration_metrics  # noqa: E402
 
 ROWS_PER_ITER = 17.1  # 17 keys every iteration, eval every 10th
@@ -121,7 +119,7 @@ async def measure(store: Store, settings: Settings, run_id: int, seconds: float)
         print(summary("tick with new rows (reader thread)", list(app.reader.tick_seconds)))
         print(summary("UI: handle one update (header, tables, events, plot data)", handled))
         print(summary("UI: redraw one plot (plotext)", renders))
-    delete_after(store.engine, run_id, start_step - 1)  # leave the seeded store as it was
+    store.delete_metrics_after(run_id, start_step - 1)  # leave the seeded store as it was
     store.heartbeat(run_id, step=start_step)
 
 
@@ -141,7 +139,7 @@ def main() -> None:
     settings.ensure_home()
     with Store(settings.db_url) as store:
         ids = seed(store, args.runs, args.rows)
-        print(f"store: {len(ids)} runs, {max_metric_id(store.engine):,} metric rows in total")
+        print(f"store: {len(ids)} runs, {store.max_metric_id():,} metric rows in total")
         asyncio.run(measure(store, settings, ids[0], args.seconds))
 
 

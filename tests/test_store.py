@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from fpoctl.errors import NotFoundError, StoreError
-from fpoctl.store import Store, db, display_status
+from fpoctl.store import Store, db
 
 
 def test_run_lifecycle_and_lookup_by_name(store: Store) -> None:
@@ -75,15 +74,22 @@ def test_reader_returns_only_newer_rows(store: Store) -> None:
     assert store.series(run.id, "rollout/return")[-1] == (99, 99.0)
 
 
-def test_stale_heartbeat_of_a_dead_pid_shows_lost(store: Store) -> None:
-    run = store.create_run(name="x")
-    store.set_status(run.id, "running")
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    store.update_run(run.id, pid=proc.pid, heartbeat=time.time() - 3600)
-    assert display_status(store.get_run(run.id)) == "lost"
-    store.update_run(run.id, pid=os.getpid())
-    assert display_status(store.get_run(run.id)) == "running"
+def test_rows_of_every_run_after_an_id_and_a_runs_rows_after_a_step_deleted(store: Store) -> None:
+    run, other = store.create_run(name="x"), store.create_run(name="y")
+    assert store.max_metric_id() == 0
+    with store.metric_writer(run.id) as w:
+        for step in range(3):
+            w.log(step, {"a": step, "b": -step})
+    with store.metric_writer(other.id) as w:
+        w.log(0, {"a": 10.0})
+    rows = store.metric_rows_after(0, ["a"], limit=10)
+    assert [(r.run_id, r.value) for r in rows] == [(run.id, 0.0), (run.id, 1.0), (run.id, 2.0),
+                                                   (other.id, 10.0)]
+    assert rows[-1].id == store.max_metric_id()
+    assert store.metric_rows_after(rows[1].id, ["a"], limit=1) == [rows[2]]
+    assert store.delete_metrics_after(run.id, 0) == 4  # steps 1 and 2, both keys
+    assert [r.step for r in store.metrics_since(run.id)] == [0, 0]
+    assert len(store.metrics_since(other.id)) == 1
 
 
 def _write_rows(url: str, run_id: int, n: int) -> None:
@@ -133,25 +139,3 @@ def test_database_newer_than_code_is_refused(tmp_path: Path) -> None:
         conn.exec_driver_sql("update alembic_version set version_num = 'f00dfeed9999'")
     with pytest.raises(StoreError, match="newer than this fpoctl"):
         Store(url)
-
-
-def test_flush_on_sigterm(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'sig.db'}"
-    with Store(url) as s:
-        run_id = s.create_run(name="x").id
-    code = f"""
-import os, signal, time
-from fpoctl.store import Store
-w = Store({url!r}).metric_writer({run_id}, max_rows=10**6, max_seconds=3600)
-w.flush_on_signals(signal.SIGTERM)
-w.log(1, {{"a": 1.0}})
-print("ready", flush=True)
-time.sleep(60)
-"""
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "ready"
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGTERM
-    with Store(url) as s:
-        assert [r.key for r in s.metrics_since(run_id)] == ["a"]

@@ -13,7 +13,8 @@ from rich.table import Table
 from fpoctl.commands.common import ago, console, open_store, print_json, settings
 from fpoctl.errors import FpoctlError
 from fpoctl.fmt import duration, number, sparkline
-from fpoctl.store import Evaluation, Run, Store, display_status
+from fpoctl.jobs.process import display_status
+from fpoctl.store import Evaluation, Run, Store
 
 app = typer.Typer(no_args_is_help=True, help="List, inspect and delete runs.")
 

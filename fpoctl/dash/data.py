@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from fpoctl.dash.names import ENV_STEPS, EVAL_SUCCESS, ROLLOUT_RETURN, ROLLOUT_SUCCESS
-from fpoctl.store import MetricRow, Run, display_status
+from fpoctl.jobs.process import display_status
+from fpoctl.store import MetricRow, Run
 
 MAX_POINTS = 400
 """Points per plotted curve: enough for a 200-cell-wide braille plot, cheap to draw."""

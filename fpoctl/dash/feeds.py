@@ -7,7 +7,6 @@ from typing import Protocol
 
 from textual.message import Message
 
-from fpoctl.dash import queries
 from fpoctl.dash.data import EventInfo, RunInfo, RunSeries, run_info
 from fpoctl.dash.messages import CompareUpdated, RunsUpdated, RunUpdated
 from fpoctl.dash.names import BEST_KEYS, COMPARE_KEYS, ENV_STEPS, SUMMARY_KEYS
@@ -44,11 +43,11 @@ class RunsFeed:
         self._shown: list[RunInfo] | None = None
 
     def poll(self, store: Store, now: float) -> Message | None:
-        top = queries.max_metric_id(store.engine)
+        top = store.max_metric_id()
         runs = store.list_runs()
         unseen = [r.id for r in runs if r.id not in self._latest]
         if self._shown is not None and top > self._last_id:
-            rows = queries.metric_rows_after(store.engine, self._last_id, _TABLE_KEYS, limit=CHUNK)
+            rows = store.metric_rows_after(self._last_id, _TABLE_KEYS, limit=CHUNK)
             for row in rows:
                 self._latest.setdefault(row.run_id, {})[row.key] = row.value
                 if row.key in BEST_KEYS:

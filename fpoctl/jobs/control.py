@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 from fpoctl.errors import FpoctlError
 from fpoctl.jobs.devices import check_gpus_free, job_gpus
 from fpoctl.jobs.launch import Launch, run_attached, settle, spawn_detached, worker_argv
-from fpoctl.jobs.process import RunLock, is_active, kill_job, signal_worker, wait_until
+from fpoctl.jobs.process import RunLock, display_status, is_active, kill_job, signal_worker, wait_until
 from fpoctl.settings import Settings
-from fpoctl.store import Run, Store, display_status
+from fpoctl.store import Run, Store
 from fpoctl.train.checkpoint import verify_checkpoint
 from fpoctl.train.config import resumable
 

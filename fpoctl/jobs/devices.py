@@ -4,7 +4,8 @@ second job on a GPU that a live job holds unless forced."""
 from __future__ import annotations
 
 from fpoctl.errors import FpoctlError
-from fpoctl.store import Store, display_status
+from fpoctl.jobs.process import display_status
+from fpoctl.store import Store
 
 
 def job_gpus(device: str, gpus: list[int] | None, nproc: int, cuda_count: int) -> list[int] | None:

@@ -1,4 +1,4 @@
-"""Which process runs a job, and whether it still does: the run lock, liveness, signals.
+"""Which process runs a job, and whether it still does: the run lock, liveness (`lost` runs), signals.
 
 Every job holds an exclusive `flock` on runs/<id>/job.lock for its whole life (the launcher takes
 it and hands the open file down to the supervisor and the worker), so "is a job active for this
@@ -17,8 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fpoctl.errors import FpoctlError
-from fpoctl.store import Run, display_status
-from fpoctl.store.api import pid_alive
+from fpoctl.store import Run
+from fpoctl.store.api import heartbeat_stale_s
 
 
 class JobActive(FpoctlError):
@@ -85,6 +85,36 @@ class RunLock:
             return int((run_dir / "job.lock").read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return None
+
+
+def pid_alive(pid: int | None, host: str | None) -> bool:
+    """Whether process `pid` exists (a pid on another host is assumed alive)."""
+    if pid is None:
+        return False
+    if host and host != socket.gethostname():
+        return True  # cannot tell from here; trust the heartbeat's owner
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (dead, not yet reaped by its parent) is not a live worker
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def display_status(run: Run, now: float | None = None) -> str:
+    """The status to show: `lost` when a running (or queued, launched) run's heartbeat is stale
+    and its worker's pid is gone."""
+    if run.status not in ("running", "queued") or (run.status == "queued" and run.pid is None):
+        return run.status
+    now = now or time.time()
+    stale = run.heartbeat is None or now - run.heartbeat > heartbeat_stale_s()
+    if stale and not pid_alive(run.pid, run.host):
+        return "lost"
+    return run.status
 
 
 def is_active(run: Run, run_dir: Path) -> bool:

@@ -1,6 +1,6 @@
 """The run store: SQLAlchemy models and the functions that read and write them."""
 
-from fpoctl.store.api import Store, display_status
+from fpoctl.store.api import Store
 from fpoctl.store.metrics import MetricRow, MetricWriter
 from fpoctl.store.models import Checkpoint, Evaluation, Event, Model, Push, Run
 
@@ -14,5 +14,4 @@ __all__ = [
     "Push",
     "Run",
     "Store",
-    "display_status",
 ]

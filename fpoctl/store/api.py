@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -237,6 +237,18 @@ class Store:
         """Maximum of one key per run."""
         return metrics.best_values(self.engine, run_ids, key)
 
+    def max_metric_id(self) -> int:
+        """The newest metric row id of any run (0 when there is none)."""
+        return metrics.max_metric_id(self.engine)
+
+    def metric_rows_after(self, after_id: int, keys: Sequence[str], limit: int) -> list[metrics.KeyedRow]:
+        """Rows of any run newer than `after_id` with one of `keys`, oldest first (an id range scan)."""
+        return metrics.metric_rows_after(self.engine, after_id, keys, limit)
+
+    def delete_metrics_after(self, run_id: int, step: int) -> int:
+        """Delete a run's metric rows logged after `step`; returns how many went."""
+        return metrics.delete_after(self.engine, run_id, step)
+
 
 def heartbeat_stale_s() -> float:
     """Seconds without a heartbeat after which a run whose worker is gone shows as `lost`."""
@@ -244,33 +256,3 @@ def heartbeat_stale_s() -> float:
         return float(os.environ.get("FPOCTL_HEARTBEAT_STALE_S", HEARTBEAT_STALE_S))
     except ValueError:
         return HEARTBEAT_STALE_S
-
-
-def display_status(run: Run, now: float | None = None) -> str:
-    """The status to show: `lost` when a running (or queued, launched) run's heartbeat is stale
-    and its worker's pid is gone."""
-    if run.status not in ("running", "queued") or (run.status == "queued" and run.pid is None):
-        return run.status
-    now = now or time.time()
-    stale = run.heartbeat is None or now - run.heartbeat > heartbeat_stale_s()
-    if stale and not pid_alive(run.pid, run.host):
-        return "lost"
-    return run.status
-
-
-def pid_alive(pid: int | None, host: str | None) -> bool:
-    """Whether process `pid` exists (a pid on another host is assumed alive)."""
-    if pid is None:
-        return False
-    if host and host != socket.gethostname():
-        return True  # cannot tell from here; trust the heartbeat's owner
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (dead, not yet reaped by its parent) is not a live worker
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True

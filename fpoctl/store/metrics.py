@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import atexit
 import math
-import signal
 import threading
 import time
-from collections.abc import Mapping
-from types import FrameType
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 import sqlalchemy as sa
@@ -29,9 +27,18 @@ class MetricRow(NamedTuple):
     time: float
 
 
+class KeyedRow(NamedTuple):
+    """A metric row of any run (a `MetricRow` belongs to one run)."""
+
+    id: int
+    run_id: int
+    key: str
+    value: float
+
+
 class MetricWriter:
     """Buffers metric rows and inserts them in batches: every `max_rows` rows, every
-    `max_seconds` (a background flusher), and on `close()` / exit / SIGTERM."""
+    `max_seconds` (a background flusher), and on `close()` / exit."""
 
     def __init__(
         self, engine: Engine, run_id: int, *, max_rows: int = 1000, max_seconds: float = 1.0
@@ -77,21 +84,6 @@ class MetricWriter:
         self.flush()
         atexit.unregister(self.close)
 
-    def flush_on_signals(self, *signums: int) -> None:
-        """Flush before the previous handler of each signal (default: SIGTERM) runs."""
-        for signum in signums or (signal.SIGTERM,):
-            previous = signal.getsignal(signum)
-
-            def handler(num: int, frame: FrameType | None, previous=previous) -> None:
-                self.flush()
-                if callable(previous):
-                    previous(num, frame)
-                elif previous == signal.SIG_DFL:
-                    signal.signal(num, signal.SIG_DFL)
-                    signal.raise_signal(num)
-
-            signal.signal(signum, handler)
-
     def _flush_periodically(self) -> None:
         while not self._closed.wait(self.max_seconds):
             self.flush()
@@ -123,6 +115,25 @@ def metrics_since(
         query = query.limit(limit)
     with engine.connect() as conn:
         return [MetricRow(*r) for r in conn.execute(query)]
+
+
+def max_metric_id(engine: Engine) -> int:
+    """The newest metric row id in the whole store (0 when empty); one primary-key seek."""
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.max(_metrics.c.id))).scalar() or 0)
+
+
+def metric_rows_after(engine: Engine, after_id: int, keys: Sequence[str], limit: int) -> list[KeyedRow]:
+    """Rows of any run with id > `after_id` and one of `keys`, oldest first (a primary-key
+    range scan: cost grows with the rows written since `after_id`, not with the table)."""
+    query = (
+        sa.select(_metrics.c.id, _metrics.c.run_id, _metrics.c.key, _metrics.c.value)
+        .where(_metrics.c.id > after_id, _metrics.c.key.in_(list(keys)))
+        .order_by(_metrics.c.id)
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        return [KeyedRow(*r) for r in conn.execute(query)]
 
 
 def series(engine: Engine, run_id: int, key: str) -> list[tuple[int, float]]:

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from fpoctl.store import Store
-from fpoctl.store.metrics import delete_after
 from fpoctl.train import checkpoint as ckpt
 from fpoctl.train.lifecycle import heartbeat
 
@@ -88,7 +87,7 @@ class RunRecord:
         have no duplicates or gaps) and the run's iteration is `step` again."""
         if not self.enabled:
             return 0
-        dropped = delete_after(self.store.engine, self.run_id, step)
+        dropped = self.store.delete_metrics_after(self.run_id, step)
         self.store.heartbeat(self.run_id, step=max(step, 0))
         return dropped
 
