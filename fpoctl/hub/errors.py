@@ -4,8 +4,6 @@ huggingface_hub / httpx2 / OS exceptions to them."""
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx2
@@ -174,15 +172,3 @@ def translate(exc: BaseException, ctx: HubContext, tries: int = 1) -> FpoctlErro
         return DiskFullError(f"disk full while writing {exc.filename or 'the download'} "
                              f"({exc.strerror}); free some space or point HF_HUB_CACHE elsewhere")
     return None
-
-
-@contextmanager
-def hub_errors(ctx: HubContext) -> Iterator[None]:
-    """Re-raise Hub exceptions as one-line fpoctl errors (others pass through untouched)."""
-    try:
-        yield
-    except Exception as exc:
-        mapped = translate(exc, ctx)
-        if mapped is None or mapped is exc:
-            raise
-        raise mapped from exc
