@@ -119,7 +119,6 @@ def register_resolver(resolver: Callable[[str], TaskSpec | None]) -> None:
 
 def get_task(name: str) -> TaskSpec:
     """The task called `name`, or a one-line error listing close matches."""
-    _load_builtin_tasks()
     if name in _REGISTRY:
         return _REGISTRY[name]
     for resolver in _RESOLVERS:
@@ -133,10 +132,4 @@ def get_task(name: str) -> TaskSpec:
 
 def all_tasks() -> list[TaskSpec]:
     """Every registered task, by name."""
-    _load_builtin_tasks()
     return [_REGISTRY[k] for k in sorted(_REGISTRY)]
-
-
-def _load_builtin_tasks() -> None:
-    # Importing the backend modules registers their tasks (they import simulators lazily).
-    from fpoctl.envs import aloha, fast, gym_tasks, libero  # noqa: F401

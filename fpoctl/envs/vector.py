@@ -7,79 +7,20 @@ Each env executes up to k steps of its chunk and stops early when its episode en
 the sum over executed steps; infos[i]["executed"] says how many ran. When an episode ends the env
 resets in the same call: obs[i] is the new episode's first observation, infos[i]["final_obs"]
 the last one and infos[i]["episode"] = {"return", "length", "success"} plus what the env's reset
-info said of the episode's start (`START_KEYS`: LIBERO's "task_id" and "init_state").
+info said of the episode's start (`chunks.START_KEYS`: LIBERO's "task_id" and "init_state").
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from fpoctl.envs.base import TaskSpec
-
-if TYPE_CHECKING:
-    from fpoctl.envs.workers import WorkerVectorEnv
-
-START_KEYS = ("task_id", "init_state")  # reset-info keys an episode's statistics keep
-
-
-def stack_obs(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Stack per-env observation dicts: arrays along a new axis 0, strings into a list."""
-    out: dict[str, Any] = {}
-    for key, first in items[0].items():
-        values = [item[key] for item in items]
-        out[key] = list(values) if isinstance(first, str) else np.stack(values)
-    return out
-
-
-def index_obs(obs: dict[str, Any], i: int) -> dict[str, Any]:
-    """The observation of env i from a stacked batch."""
-    return {k: v[i] for k, v in obs.items()}
-
-
-@dataclass
-class EpisodeTracker:
-    """Running return / length / success of one env's current episode."""
-
-    ret: float = 0.0
-    length: int = 0
-    success: bool = False
-    start: dict[str, Any] = field(default_factory=dict)  # START_KEYS of the reset info
-
-    @classmethod
-    def starting(cls, reset_info: dict[str, Any]) -> EpisodeTracker:
-        """A tracker for the episode that a reset with this info began."""
-        return cls(start={k: reset_info[k] for k in START_KEYS if k in reset_info})
-
-    def summary(self, crashed: bool = False) -> dict[str, Any]:
-        """The finished episode's statistics."""
-        out = {"return": self.ret, "length": self.length, "success": self.success, **self.start}
-        if crashed:
-            out["crashed"] = True
-        return out
-
-
-def run_chunk(env: gym.Env, actions: np.ndarray, tracker: EpisodeTracker, max_steps: int
-              ) -> tuple[dict, float, bool, bool, dict[str, Any]]:
-    """Execute up to len(actions) steps, stopping when the episode ends or hits `max_steps`."""
-    total, terminated, truncated, executed = 0.0, False, False, 0
-    obs: dict = {}
-    for action in actions:
-        obs, reward, terminated, truncated, info = env.step(action)
-        executed += 1
-        total += float(reward)
-        tracker.ret += float(reward)
-        tracker.length += 1
-        tracker.success = tracker.success or bool(info.get("success", False))
-        if tracker.length >= max_steps and not terminated:
-            truncated = True
-        if terminated or truncated:
-            break
-    return obs, total, terminated, truncated, {"executed": executed, "success": tracker.success}
+from fpoctl.envs.chunks import EpisodeTracker, run_chunk, stack_obs
+from fpoctl.envs.workers import TaskEnvFactory, WorkerVectorEnv
 
 
 class SyncVectorEnv:
@@ -138,8 +79,6 @@ def make_vector_env(task: TaskSpec, num_envs: int, *, obs_mode: str | None = Non
         return task.make_env(obs_mode, seed=seed + i, **env_kwargs)
 
     if workers:
-        from fpoctl.envs.workers import TaskEnvFactory, WorkerVectorEnv
-
         factory = TaskEnvFactory(task.name, obs_mode, dict(env_kwargs))
         return WorkerVectorEnv(factory, num_envs, budget, seed=seed)
     return SyncVectorEnv(make, num_envs, budget)

@@ -26,8 +26,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from fpoctl.envs.chunks import EpisodeTracker, run_chunk, stack_obs
 from fpoctl.envs.headless import use_headless_gl
-from fpoctl.envs.vector import EpisodeTracker, run_chunk, stack_obs
 from fpoctl.errors import FpoctlError
 
 EnvFactory = Callable[[int, int], gym.Env]  # (env index, seed) -> env; must pickle

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fpoctl.envs.vector import index_obs, stack_obs
+from fpoctl.envs.chunks import index_obs, stack_obs
 from policies import flow
 
 
