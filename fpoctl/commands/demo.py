@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from fpoctl.commands.common import console, settings
-from fpoctl.commands.train import progress_bar
+from fpoctl.commands.report import progress_bar
 from fpoctl.errors import FpoctlError
 
 

@@ -15,9 +15,8 @@ from fpoctl.commands.placement import (
     MasterPortOpt,
     NNodesOpt,
     NodeRankOpt,
-    attached_progress,
-    report_started,
 )
+from fpoctl.commands.report import attached_progress, report_started
 from fpoctl.jobs.logs import show_log
 
 RunArg = Annotated[str, typer.Argument(help="Run id or name.")]

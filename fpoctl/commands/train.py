@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from fpoctl.commands.common import console, settings
 from fpoctl.commands.placement import (
@@ -18,14 +15,10 @@ from fpoctl.commands.placement import (
     MasterPortOpt,
     NNodesOpt,
     NodeRankOpt,
-    attached_progress,
-    report_started,
 )
+from fpoctl.commands.report import attached_progress, progress_bar, report_started, summary
 from fpoctl.errors import FpoctlError
 from fpoctl.train.config import FinetuneConfig, SFTConfig, as_dict, field_docs, resolve
-
-if TYPE_CHECKING:  # the trainer imports torch: load it only when a command runs
-    from fpoctl.train.job import JobResult
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="A TOML file of config values.")]
 SetOpt = Annotated[list[str] | None, typer.Option(
@@ -34,45 +27,6 @@ NameOpt = Annotated[str | None, typer.Option(help="A name for the run. (default:
 SeedOpt = Annotated[int | None, typer.Option(help="Seed. (default: 0)")]
 DeviceOpt = Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N. (default: auto)")]
 ShowOpt = Annotated[bool, typer.Option(help="Print the resolved config with docs; do not run.")]
-
-
-@contextmanager
-def progress_bar(title: str, unit: str) -> Iterator[Callable[[int, int, dict[str, float]], None]]:
-    """A rich progress line: iteration, env steps, success, return, ETA."""
-    columns = [TextColumn(f"[bold]{title}[/]"), BarColumn(), TextColumn(f"{unit} {{task.completed}}/"
-               "{task.total}"), TextColumn("{task.fields[stats]}"), TimeElapsedColumn(),
-               TextColumn("ETA"), TimeRemainingColumn()]
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task(title, total=None, stats="")
-
-        def update(step: int, total: int, m: dict[str, float]) -> None:
-            parts = []
-            if "env/steps_total" in m:
-                parts.append(f"env steps {int(m['env/steps_total']):,}")
-            for key, label in (("rollout/success_rate", "success"), ("eval/success_rate", "eval"),
-                               ("rollout/return", "return"), ("sft/loss", "loss")):
-                if key in m:
-                    parts.append(f"{label} {m[key]:.0%}" if "success" in key else f"{label} {m[key]:.3g}")
-            bar.update(task, completed=step, total=total, stats=" · ".join(parts))
-
-        yield update
-
-
-def summary(result: JobResult, kind: str) -> None:
-    """The end of a job that trained in this process; exit 1 unless it finished."""
-    before = result.before.get("eval/success_rate")
-    after = result.after.get("eval/success_rate")
-    line = f"run {result.run_id} {result.status}"
-    if before is not None or after is not None:
-        fmt = lambda v: "-" if v is None else f"{v:.0%}"  # noqa: E731
-        line += f": success {fmt(before)} -> {fmt(after)}" if kind == "finetune" \
-            else f": success {fmt(after)}"
-    console.print(line)
-    if result.checkpoint:
-        console.print(f"checkpoint: {result.checkpoint}")
-    console.print(f"watch: fpoctl dash --run {result.run_id}   ·   fpoctl runs show {result.run_id}")
-    if result.status != "finished":
-        raise typer.Exit(1)
 
 
 def finetune(
