@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from huggingface_hub import constants, hf_hub_download
 from safetensors.torch import save_file
 
 from fpoctl.errors import FpoctlError
@@ -18,7 +19,8 @@ from fpoctl.hub import card, human_bytes, layout, verify
 from fpoctl.hub.aliases import resolve
 from fpoctl.hub.curves import plot_training_curves
 from fpoctl.hub.errors import CorruptDownloadError, InvalidCheckpointError
-from fpoctl.hub.tokenizer import fetch, parse_source, tokenizer_path
+from fpoctl.hub.tokenizer import fetch
+from fpoctl.sources import parse_source, tokenizer_path
 from tests.hubserver import git_blob_sha1, policy_folder
 
 
@@ -127,6 +129,23 @@ def test_local_tokenizer_files(tmp_path):
     shipped.write_bytes(b"spm")
     assert tokenizer_path(tmp_path, "pi0", tmp_path / "model") == shipped
     assert tokenizer_path(tmp_path, "mlp_flow") is None
+
+
+def test_a_hub_tokenizer_is_read_from_the_cache_or_named_missing(tmp_path, monkeypatch):
+    cache = tmp_path / "hf"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    (tmp_path / "aliases.toml").write_text('[tokenizers]\npi0 = "hf://me/tok/tokenizer.model"\n')
+    with pytest.raises(FpoctlError, match=r"not in the local cache; `fpoctl pull pi0` fetches it"):
+        tokenizer_path(tmp_path, "pi0")
+    repo = cache / "models--me--tok"
+    snapshot = repo / "snapshots" / ("ab" * 20)
+    snapshot.mkdir(parents=True)
+    (snapshot / "tokenizer.model").write_bytes(b"spm")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("ab" * 20)
+    found = tokenizer_path(tmp_path, "pi0")
+    assert found == snapshot / "tokenizer.model"
+    assert str(found) == hf_hub_download("me/tok", "tokenizer.model", local_files_only=True)  # the same file
 
 
 def test_tokenizer_sources():

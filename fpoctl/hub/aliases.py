@@ -1,33 +1,13 @@
-"""Short names for Hub repos (built-in and the user's `<home>/aliases.toml`), and the per-policy
-tokenizer sources kept in the same file.
-
-    [aliases]
-    mine = "me/pi0-fpo@v1"          # NAME = "ORG/NAME[@REVISION]"
-
-    [tokenizers]
-    pi0 = "/data/paligemma_tokenizer.model"   # or "hf://ORG/NAME/FILE"
-"""
+"""Short names for Hub repos: an alias (built-in, or the user's `<home>/aliases.toml`: see
+fpoctl/sources.py) or a repo id, each with an optional @REVISION."""
 
 from __future__ import annotations
 
-import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from huggingface_hub.errors import HFValidationError
-from huggingface_hub.utils import validate_repo_id
-
 from fpoctl.errors import FpoctlError
-
-BUILTIN_ALIASES: dict[str, str] = {
-    "pi0": "lerobot/pi0_base",
-    "pi0-libero": "lerobot/pi0_libero_finetuned",
-}
-# pi0's checkpoints do not ship the PaliGemma SentencePiece model; this (gated) repo does.
-BUILTIN_TOKENIZERS: dict[str, str] = {
-    "pi0": "hf://google/paligemma-3b-pt-224/tokenizer.model",
-}
-CONFIG_FILE = "aliases.toml"
+from fpoctl.sources import CONFIG_FILE, check_repo_id, load_config
 
 
 @dataclass(frozen=True)
@@ -39,49 +19,12 @@ class Target:
     alias: str | None = None
 
 
-@dataclass(frozen=True)
-class HubConfig:
-    """Aliases and tokenizer sources: the built-ins overlaid with the user's file."""
-
-    aliases: dict[str, str] = field(default_factory=lambda: dict(BUILTIN_ALIASES))
-    tokenizers: dict[str, str] = field(default_factory=lambda: dict(BUILTIN_TOKENIZERS))
-
-
 def split_ref(ref: str) -> tuple[str, str | None]:
     """'NAME@REV' -> ('NAME', 'REV'); 'NAME' -> ('NAME', None)."""
     name, sep, rev = ref.partition("@")
     if sep and not rev:
         raise FpoctlError(f"{ref!r}: nothing after '@' (expected NAME@REVISION)")
     return name.strip(), (rev.strip() if sep else None)
-
-
-def load_config(home: Path) -> HubConfig:
-    """Built-ins plus `<home>/aliases.toml` (its entries win)."""
-    path = home / CONFIG_FILE
-    cfg = HubConfig()
-    if not path.exists():
-        return cfg
-    try:
-        data = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
-        raise FpoctlError(f"{path}: {exc}") from None
-    for section, target in (("aliases", cfg.aliases), ("tokenizers", cfg.tokenizers)):
-        table = data.get(section, {})
-        if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
-            raise FpoctlError(f"{path}: [{section}] must map names to strings")
-        target.update(table)
-    return cfg
-
-
-def check_repo_id(repo: str) -> str:
-    """`repo` if it is a valid ORG/NAME, else a one-line error."""
-    try:
-        validate_repo_id(repo)
-    except HFValidationError as exc:
-        raise FpoctlError(f"{repo!r} is not a valid repo id: {exc}") from None
-    if repo.count("/") != 1:
-        raise FpoctlError(f"{repo!r} is not a repo id (expected ORG/NAME)")
-    return repo
 
 
 def resolve(ref: str, home: Path) -> Target:

@@ -17,6 +17,7 @@ from fpoctl.hub import human_bytes, layout, tokenizer, verify
 from fpoctl.hub.aliases import Target, resolve
 from fpoctl.hub.client import with_retries
 from fpoctl.hub.errors import DiskFullError, HubContext, IncompleteDownloadError, InvalidCheckpointError
+from fpoctl.sources import configured_source
 from fpoctl.store import Model, Store
 
 if TYPE_CHECKING:
@@ -113,7 +114,7 @@ def _tokenizer(folder: Path, kind: str, home: Path, override: str | None) -> Pat
     shipped = sorted(folder.glob(layout.TOKENIZER_PATTERN))
     if shipped and not override:
         return shipped[0]
-    source = tokenizer.configured_source(home, kind, override)
+    source = configured_source(home, kind, override)
     if source is None:
         return None
     return tokenizer.fetch(source, policy_type=kind, home=home, offline=constants.HF_HUB_OFFLINE)

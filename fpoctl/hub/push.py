@@ -13,7 +13,7 @@ from huggingface_hub import CommitOperationAdd, HfApi, get_token
 
 from fpoctl.errors import FpoctlError, NotFoundError
 from fpoctl.hub import card, curves, layout
-from fpoctl.hub.aliases import alias_target, check_repo_id
+from fpoctl.hub.aliases import alias_target
 from fpoctl.hub.client import with_retries
 from fpoctl.hub.errors import (
     LOGIN_HINT,
@@ -24,7 +24,9 @@ from fpoctl.hub.errors import (
 )
 from fpoctl.hub.pull import inspect
 from fpoctl.settings import Settings
+from fpoctl.sources import check_repo_id
 from fpoctl.store import Checkpoint, Run, Store
+from fpoctl.store.checkpoints import verify_checkpoint
 
 CURVES_FILE = "training_curves.png"
 
@@ -112,8 +114,6 @@ def plan_push(store: Store, home: Path, run_ref: str, repo: str, which: str, sta
     """Check the checkpoint and write the generated files (config, card, curves) into `staging`."""
     run = store.get_run(run_ref)
     ckpt = select_checkpoint(store, run, which)
-    from fpoctl.train.checkpoint import verify_checkpoint  # imports torch: only once there is work
-
     verify_checkpoint(Path(ckpt.path), ckpt.sha256)
     policy_dir = Path(ckpt.path) / "policy"
     if not policy_dir.is_dir():

@@ -16,7 +16,7 @@ from fpoctl.jobs.launch import Launch, run_attached, settle, spawn_detached, wor
 from fpoctl.jobs.process import RunLock, display_status, is_active, kill_job, signal_worker, wait_until
 from fpoctl.settings import Settings
 from fpoctl.store import Run, Store
-from fpoctl.train.checkpoint import verify_checkpoint
+from fpoctl.store.checkpoints import verify_checkpoint
 from fpoctl.train.config import resumable
 
 if TYPE_CHECKING:  # the trainer imports torch: only a command that trains loads it

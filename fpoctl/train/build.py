@@ -11,6 +11,7 @@ import torch
 
 from fpoctl.envs import TaskSpec
 from fpoctl.errors import FpoctlError, NotFoundError
+from fpoctl.sources import tokenizer_path
 from fpoctl.store import Store
 from policies.checkpoint import inspect_checkpoint, read_policy_type
 from policies.pi0.config import CONFIG_PRESETS
@@ -102,8 +103,6 @@ def tokenizer_for(home: Path, folder: Path | None, explicit: str | None) -> str 
         raise FpoctlError(str(exc)) from None
     if kind != "pi0":
         return None
-    from fpoctl.hub.tokenizer import tokenizer_path
-
     path = tokenizer_path(home, kind, folder)
     return str(path) if path else None
 

@@ -6,31 +6,21 @@ Layout of one checkpoint folder (runs/<id>/checkpoints/step_000042/):
                     loaded with torch.load(weights_only=True))
   meta.json         step, metrics, config
   manifest.json     sha256 of every file above; its own sha256 goes to the store
-The folder is written as `.tmp-*` beside its final name, each file fsynced, then renamed.
+The folder is written as `.tmp-*` beside its final name, each file fsynced, then renamed. The
+manifest and its verification are the store's (fpoctl/store/checkpoints.py, no torch needed).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
-from fpoctl.errors import FpoctlError
+from fpoctl.store.checkpoints import CheckpointError, manifest_sha256, verify_checkpoint, write_manifest
 
-
-class CheckpointError(FpoctlError):
-    """A checkpoint is missing, incomplete or does not match its recorded hash."""
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+__all__ = ["load_trainer_state", "read_meta", "save_checkpoint", "verify_checkpoint"]
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -59,9 +49,7 @@ def save_checkpoint(folder: Path, policy: Any, trainer_state: dict[str, Any] | N
 
             torch.save(trainer_state, tmp / "trainer.pt")
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
-        files = sorted(p for p in tmp.rglob("*") if p.is_file())
-        manifest = {str(p.relative_to(tmp)): _sha256(p) for p in files}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        write_manifest(tmp)
         _fsync_tree(tmp)
         if folder.exists():
             shutil.rmtree(folder)
@@ -71,23 +59,7 @@ def save_checkpoint(folder: Path, policy: Any, trainer_state: dict[str, Any] | N
         shutil.rmtree(tmp, ignore_errors=True)
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
         raise CheckpointError(f"cannot write checkpoint {folder}: {reason}") from None
-    return _sha256(folder / "manifest.json")
-
-
-def verify_checkpoint(folder: Path, sha256: str | None = None) -> None:
-    """Check the manifest's hash (when known) and every file against the manifest."""
-    folder = Path(folder)
-    manifest_path = folder / "manifest.json"
-    if not manifest_path.exists():
-        raise CheckpointError(f"checkpoint {folder} is missing or incomplete (no manifest.json)")
-    if sha256 and _sha256(manifest_path) != sha256:
-        raise CheckpointError(f"checkpoint {folder}: manifest does not match the recorded sha256")
-    for rel, digest in json.loads(manifest_path.read_text()).items():
-        path = folder / rel
-        if not path.exists():
-            raise CheckpointError(f"checkpoint {folder}: {rel} is missing")
-        if _sha256(path) != digest:
-            raise CheckpointError(f"checkpoint {folder}: {rel} is corrupt (sha256 mismatch)")
+    return manifest_sha256(folder)
 
 
 def load_trainer_state(folder: Path) -> dict[str, Any]:
