@@ -1,4 +1,5 @@
-"""FPO pieces on hand-made numbers: ratio, clipping, masks, GAE, Q-ensemble targets, NaN safety."""
+"""FPO pieces on hand-made numbers: ratio, clipping, masks, GAE, critics' fits, Q-ensemble targets,
+NaN safety."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import pytest
 import torch
 
 from fpoctl.envs import get_task
+from fpoctl.train import trainer as trainer_module
 from fpoctl.train.config import FinetuneConfig
-from fpoctl.train.critics import QEnsemble
+from fpoctl.train.critics import QEnsemble, explained_variance, make_critic
 from fpoctl.train.fpo import chunk_gae, fpo_loss
 from fpoctl.train.rollout import collect_rollout
 from fpoctl.train.trainer import FPOTrainer
@@ -17,12 +19,16 @@ from fpoctl.train.update import NonFiniteLoss, chunk_cfm_loss, fpo_update
 from policies.mlp import MLPFlowConfig, MLPFlowPolicy
 
 
-def small_trainer(**overrides) -> FPOTrainer:
-    cfg = FinetuneConfig(task="fast-goal", num_envs=4, rollout_chunks=4, minibatch_size=8,
-                         n_mc=4, **overrides)
+def small_trainer(*, action_dim: int = 2, events: list[tuple[str, str, str]] | None = None,
+                  **overrides: object) -> FPOTrainer:
+    """A fast-goal trainer (4 envs x 4 chunks) with a horizon-4 MLP policy acting in `action_dim`
+    dims; `events` collects the (level, kind, message) events it reports."""
+    cfg = FinetuneConfig(**{"task": "fast-goal", "num_envs": 4, "rollout_chunks": 4,
+                            "minibatch_size": 8, "n_mc": 4, **overrides})
     torch.manual_seed(0)
-    policy = MLPFlowPolicy(MLPFlowConfig(obs_dim=4, action_dim=2, horizon=4, hidden=32))
-    return FPOTrainer(cfg, policy, get_task("fast-goal"), torch.device("cpu"))
+    policy = MLPFlowPolicy(MLPFlowConfig(obs_dim=4, action_dim=action_dim, horizon=4, hidden=32))
+    on_event = None if events is None else lambda *event: events.append(event)
+    return FPOTrainer(cfg, policy, get_task("fast-goal"), torch.device("cpu"), on_event=on_event)
 
 
 def rollout_of(tr: FPOTrainer):
@@ -76,9 +82,8 @@ def test_losses_and_differences_are_clamped_before_exp() -> None:
 
 def test_masks_keep_unexecuted_steps_and_padding_out_of_the_ratio() -> None:
     # A policy with one padding action dim (3 vs the task's 2) executing 2 of its 4 chunk steps.
-    cfg = FinetuneConfig(task="fast-goal", num_envs=4, rollout_chunks=4, n_mc=4, exec_steps=2)
-    policy = MLPFlowPolicy(MLPFlowConfig(obs_dim=4, action_dim=3, horizon=4, hidden=32))
-    tr = FPOTrainer(cfg, policy, get_task("fast-goal"), torch.device("cpu"))
+    tr = small_trainer(action_dim=3, exec_steps=2)
+    cfg, policy = tr.cfg, tr.policy
     rollout = rollout_of(tr)
     assert rollout.mask[:, :2, :2].all()  # executed steps x used dims count
     assert not rollout.mask[:, 2:].any() and not rollout.mask[..., 2].any()
@@ -152,17 +157,9 @@ def test_critic_warmup_fits_only_the_critic_for_its_iterations() -> None:
     assert any(not torch.equal(a, b) for a, b in zip(actor, tr.policy.parameters(), strict=True))
 
 
-def trainer_with_events(**over: object) -> tuple[FPOTrainer, list[tuple[str, str, str]]]:
-    """A fast-goal trainer with a horizon-4 policy, and the events its construction logged."""
-    events: list[tuple[str, str, str]] = []
-    policy = MLPFlowPolicy(MLPFlowConfig(obs_dim=4, action_dim=2, horizon=4, hidden=32))
-    tr = FPOTrainer(FinetuneConfig(task="fast-goal", num_envs=2, **over), policy,
-                    get_task("fast-goal"), torch.device("cpu"), on_event=lambda *e: events.append(e))
-    return tr, events
-
-
 def test_exec_steps_beyond_the_chunk_execute_the_chunk_and_say_so() -> None:
-    tr, events = trainer_with_events(exec_steps=9)
+    events: list[tuple[str, str, str]] = []
+    tr = small_trainer(events=events, exec_steps=9)
     assert tr.exec_steps == 4
     assert events == [("warning", "config", "exec_steps 9 is more than the policy's chunk of 4 "
                        "steps: executing 4")]
@@ -170,7 +167,58 @@ def test_exec_steps_beyond_the_chunk_execute_the_chunk_and_say_so() -> None:
 
 
 def test_critic_warmup_covering_every_iteration_is_warned_about() -> None:
-    tr, events = trainer_with_events(exec_steps=4, iterations=3, critic_warmup=3)
+    events: list[tuple[str, str, str]] = []
+    tr = small_trainer(events=events, exec_steps=4, iterations=3, critic_warmup=3)
     tr.close()
     assert events == [("warning", "config", "critic_warmup 3 is not less than iterations 3: "
                        "the actor will not be updated")]
+
+
+@pytest.mark.parametrize("critic", ["value", "q_ensemble"])
+def test_gae_runs_once_per_iteration_for_either_critic(critic: str, monkeypatch) -> None:
+    calls = []
+    monkeypatch.setattr(trainer_module, "chunk_gae", lambda *a: calls.append(a) or chunk_gae(*a))
+    small_trainer(critic=critic, q_ensemble_size=2).train_iteration()
+    assert len(calls) == 1
+
+
+def test_value_critic_regresses_on_the_returns_of_the_gae_that_gives_the_advantages() -> None:
+    tr = small_trainer()
+    rollout = rollout_of(tr)
+    inputs = tr.critic_inputs(rollout)
+    with torch.no_grad():
+        before = tr.critic(inputs.features).view(rollout.rewards.shape)
+    seen, first_loss = [], []
+
+    def gae(values, next_values):
+        seen.append(chunk_gae(rollout.rewards, values, next_values, rollout.discounts,
+                              rollout.terminated, rollout.ended, 0.95))
+        return seen[-1]
+
+    regress = tr.critic.regression.fit
+
+    def recording(loss_fn, size, after_step=None):  # the regression's loss before its first step
+        first_loss.append(float(loss_fn(torch.arange(size)).detach()))
+        return regress(loss_fn, size, after_step)
+
+    tr.critic.regression.fit = recording
+    fit = tr.critic.fit(inputs, gae)
+    (adv, returns), = seen
+    assert torch.equal(fit.values, before) and torch.equal(fit.advantages, adv)
+    assert torch.allclose(returns, adv + before)
+    assert first_loss == [pytest.approx(float((before - returns).pow(2).mean()))]  # target: returns
+    assert fit.metrics["critic/explained_variance"] == pytest.approx(
+        1 - adv.var(correction=0).item() / returns.var(correction=0).item())
+
+
+def test_explained_variance_is_cleanrls() -> None:
+    y = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    assert explained_variance(y, y) == 1.0
+    assert explained_variance(torch.full((4,), 2.5), y) == pytest.approx(0.0)
+    assert math.isnan(explained_variance(y, torch.ones(4)))
+
+
+def test_an_unknown_critic_is_refused() -> None:
+    cfg = FinetuneConfig(critic="q-table")
+    with pytest.raises(ValueError, match="critic must be one of"):
+        make_critic(cfg, 4, 8, device=torch.device("cpu"), generator=torch.Generator())

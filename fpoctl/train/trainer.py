@@ -2,7 +2,8 @@
 
 Maps onto DESIGN.md "FPO": (1) `collect_rollout` stores each chunk with N_mc (t, noise) pairs;
 (2-3) `fpo_update` forms the ratio from CFM-loss differences and the clipped surrogate; (4) the
-critic gives GAE advantages (value network, or the Q-ensemble with min-of-targets TD);
+critic (`critics.py`: value network, or the Q-ensemble with min-of-targets TD) fits itself and
+gives GAE advantages, GAE computed once;
 (5) masks keep only executed steps and used dims; (6) exploration noise in the sampler, zero noise
 at evaluation. Under torchrun each rank has its own envs and seed; see `distributed.py` (and
 `sharding.py` for `shard = "fsdp"`).
@@ -18,9 +19,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from fpoctl import metric_names as m
 from fpoctl.envs import TaskSpec, make_vector_env
 from fpoctl.train.config import CHOICES, FinetuneConfig
-from fpoctl.train.critics import QEnsemble, ValueCritic
+from fpoctl.train.critics import CriticInputs, make_critic
 from fpoctl.train.distributed import LOCAL, RANK_SEED_STRIDE, Ranks
 from fpoctl.train.evaluate import check_policy_fits
 from fpoctl.train.fpo import chunk_gae
@@ -33,7 +35,7 @@ from fpoctl.train.sharding import (
     load_full_optimizer_state,
     shard_policy,
 )
-from fpoctl.train.update import fit_regression, fpo_update
+from fpoctl.train.update import fpo_update
 
 EventFn = Callable[[str, str, str], None]  # (level, kind, message)
 
@@ -59,25 +61,16 @@ class FPOTrainer:
         if cfg.critic_warmup >= cfg.iterations:
             self.on_event("warning", "config", f"critic_warmup {cfg.critic_warmup} is not less "
                           f"than iterations {cfg.iterations}: the actor will not be updated")
-        feat = policy.critic_feature_dim
-        if cfg.critic == "value":
-            self.critic: torch.nn.Module = ValueCritic(feat, cfg.critic_hidden)
-            critic_params = list(self.critic.parameters())
-        else:
-            self.critic = QEnsemble(feat, self.exec_steps * self.d_env, cfg.q_ensemble_size,
-                                    cfg.critic_hidden)
-            critic_params = list(self.critic.critics.parameters())
-        self.critic.to(device)
+        self.generator = torch.Generator(device).manual_seed(self.seed)
+        self.cpu_generator = torch.Generator().manual_seed(self.seed + 1)
+        self.critic = make_critic(cfg, policy.critic_feature_dim, self.exec_steps * self.d_env,
+                                  device=device, generator=self.cpu_generator, ranks=ranks)
         ranks.broadcast_([*policy.state_dict().values(), *self.critic.state_dict().values()])
         self.sharded = cfg.shard == "fsdp" and ranks.world > 1
         if self.sharded:
             shard_policy(policy, ranks, device)
-        self.critic_params = critic_params
         self.actor_opt = torch.optim.Adam([p for p in policy.parameters() if p.requires_grad],
                                           lr=cfg.actor_lr, eps=1e-5)
-        self.critic_opt = torch.optim.Adam(critic_params, lr=cfg.critic_lr, eps=1e-5)
-        self.generator = torch.Generator(device).manual_seed(self.seed)
-        self.cpu_generator = torch.Generator().manual_seed(self.seed + 1)
         self.iteration, self.env_steps = 0, 0
         self.obs: dict[str, Any] | None = None
 
@@ -93,11 +86,11 @@ class FPOTrainer:
         self.iteration += 1
         self.env_steps += rollout.env_steps
         metrics = {**self._rollout_metrics(rollout), **learn_metrics,
-                   "perf/env_steps_per_s": rollout.env_steps / max(t_rollout, 1e-9),
-                   "perf/update_s": t_update, "perf/rollout_s": t_rollout,
-                   "env/steps_total": float(self.env_steps)}
+                   m.PERF_ENV_STEPS_PER_S: rollout.env_steps / max(t_rollout, 1e-9),
+                   m.PERF_UPDATE_S: t_update, m.PERF_ROLLOUT_S: t_rollout,
+                   m.ENV_STEPS: float(self.env_steps)}
         if self.device.type == "cuda":
-            metrics["perf/gpu_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+            metrics[m.PERF_GPU_MEM_GB] = torch.cuda.max_memory_allocated(self.device) / 2**30
         return metrics
 
     def collect(self) -> Rollout:
@@ -114,39 +107,46 @@ class FPOTrainer:
         return rollout
 
     def learn(self, rollout: Rollout) -> dict[str, float]:
-        """(2-5) Critic, GAE advantages (normalised over all ranks), FPO update."""
+        """(4) Fit the critic and take GAE advantages, normalised over all ranks; (2-3, 5) the
+        FPO update. GAE runs once: the critic calls `gae` when its values are ready."""
         cfg = self.cfg
-        if cfg.critic == "value":
-            values, next_values, critic_metrics = self._value_critic(rollout)
-        else:
-            values, next_values, critic_metrics = self._q_critic(rollout)
+
+        def gae(values: Tensor, next_values: Tensor) -> tuple[Tensor, Tensor]:
+            return chunk_gae(rollout.rewards, values, next_values, rollout.discounts,
+                             rollout.terminated, rollout.ended, cfg.gae_lambda)
+
+        critic = self.critic.fit(self.critic_inputs(rollout), gae)
         if self.iteration < cfg.critic_warmup:
-            return {**critic_metrics, "fpo/updates": 0.0}
-        adv, _ = chunk_gae(rollout.rewards, values, next_values, rollout.discounts,
-                           rollout.terminated, rollout.ended, cfg.gae_lambda)
-        adv = adv.flatten()
+            return {**critic.metrics, m.FPO_UPDATES: 0.0}
+        adv = critic.advantages.flatten()
         if cfg.norm_adv:
             adv = self.ranks.normalize(adv)
         fpo_metrics = fpo_update(self.policy, self.actor_opt, rollout, adv, cfg, self.device,
                                  self.cpu_generator,
                                  on_nonfinite=lambda msg: self.on_event("warning", "nan", msg),
                                  ranks=self.ranks)
-        return {**critic_metrics, **fpo_metrics}
+        return {**critic.metrics, **fpo_metrics}
 
     @staticmethod
     def _rollout_metrics(rollout: Rollout) -> dict[str, float]:
-        out = {"rollout/chunk_reward": float(rollout.rewards.mean())}
+        out = {m.ROLLOUT_CHUNK_REWARD: float(rollout.rewards.mean())}
         if rollout.episodes:
-            out["rollout/success_rate"] = float(np.mean([e["success"] for e in rollout.episodes]))
-            out["rollout/return"] = float(np.mean([e["return"] for e in rollout.episodes]))
-            out["rollout/episode_len"] = float(np.mean([e["length"] for e in rollout.episodes]))
-            out["rollout/episodes"] = float(len(rollout.episodes))
+            out[m.ROLLOUT_SUCCESS] = float(np.mean([e["success"] for e in rollout.episodes]))
+            out[m.ROLLOUT_RETURN] = float(np.mean([e["return"] for e in rollout.episodes]))
+            out[m.ROLLOUT_EPISODE_LEN] = float(np.mean([e["length"] for e in rollout.episodes]))
+            out[m.ROLLOUT_EPISODES] = float(len(rollout.episodes))
             crashed = sum(bool(e.get("crashed")) for e in rollout.episodes)
             if crashed:
-                out["rollout/crashed_episodes"] = float(crashed)
+                out[m.ROLLOUT_CRASHED] = float(crashed)
         return out
 
-    # -- critics --------------------------------------------------------------------------
+    # -- what the critic sees ---------------------------------------------------------------
+    def critic_inputs(self, rollout: Rollout) -> CriticInputs:
+        """Critic features of s and s', the executed part of each chunk, and a ~ pi on demand."""
+        actions = rollout.actions[:, :self.exec_steps, :self.d_env].float().to(self.device)
+        return CriticInputs(rollout, self._features(rollout.obs), self._features(rollout.next_obs),
+                            actions, self._sample_actions)
+
     @torch.no_grad()
     def _features(self, obs: dict[str, Any], batch: int = 512) -> Tensor:
         size = len(next(iter(obs.values())))
@@ -162,49 +162,6 @@ class FPOTrainer:
                                   steps=self.cfg.flow_steps, generator=self.generator)
                for idx in torch.arange(size).split(batch)]
         return torch.cat(out)[:, :self.exec_steps, :self.d_env].float()
-
-    def _value_critic(self, rollout: Rollout) -> tuple[Tensor, Tensor, dict[str, float]]:
-        """V(s) for GAE, then regress V on the GAE returns."""
-        cfg, shape = self.cfg, rollout.rewards.shape
-        feats, next_feats = self._features(rollout.obs), self._features(rollout.next_obs)
-        with torch.no_grad():
-            values = self.critic(feats).view(shape)
-            next_values = self.critic(next_feats).view(shape)
-        _, returns = chunk_gae(rollout.rewards, values, next_values, rollout.discounts,
-                               rollout.terminated, rollout.ended, cfg.gae_lambda)
-        target = returns.flatten()
-        loss = fit_regression(
-            self.critic_params, self.critic_opt,
-            lambda idx: (self.critic(feats[idx]) - target[idx]).pow(2).mean(),
-            len(target), epochs=cfg.critic_epochs, minibatch=cfg.minibatch_size,
-            max_grad_norm=cfg.max_grad_norm, generator=self.cpu_generator, ranks=self.ranks)
-        return values, next_values, {"critic/loss": loss, "critic/q_mean": float(values.mean())}
-
-    def _q_critic(self, rollout: Rollout) -> tuple[Tensor, Tensor, dict[str, float]]:
-        """TD-fit the Q-ensemble (min over target critics, a' ~ pi), then V(s) = E_a min_j Q_j."""
-        cfg, shape = self.cfg, rollout.rewards.shape
-        critic: QEnsemble = self.critic  # type: ignore[assignment]
-        feats, next_feats = self._features(rollout.obs), self._features(rollout.next_obs)
-        actions = rollout.actions[:, :self.exec_steps, :self.d_env].float().to(self.device)
-        next_actions = self._sample_actions(rollout.next_obs)
-        y = critic.td_target(rollout.rewards.flatten().to(self.device),
-                             rollout.discounts.flatten().to(self.device),
-                             rollout.terminated.flatten().to(self.device), next_feats, next_actions)
-        loss = fit_regression(
-            self.critic_params, self.critic_opt,
-            lambda idx: (critic(feats[idx], actions[idx]) - y[idx]).pow(2).mean(),
-            len(y), epochs=cfg.critic_epochs, minibatch=cfg.minibatch_size,
-            max_grad_norm=cfg.max_grad_norm, generator=self.cpu_generator,
-            after_step=lambda: critic.polyak_update(cfg.q_tau), ranks=self.ranks)
-        with torch.no_grad():
-            q = critic(feats, actions)  # [M, B]
-            values = torch.stack([critic(feats, self._sample_actions(rollout.obs)).min(0).values
-                                  for _ in range(cfg.q_value_samples)]).mean(0)
-            next_values = critic(next_feats, next_actions).min(0).values
-        disagreement = q.std(0).mean() if q.shape[0] > 1 else torch.zeros(())
-        metrics = {"critic/loss": loss, "critic/q_mean": float(q.mean()),
-                   "critic/q_std": float(disagreement), "critic/q_min": float(q.min(0).values.mean())}
-        return values.view(shape).cpu(), next_values.view(shape).cpu(), metrics
 
     # -- evaluation ---------------------------------------------------------------------
     def evaluate(self, episodes: int | None = None) -> dict[str, float]:
@@ -239,7 +196,7 @@ class FPOTrainer:
         actor_opt = full_optimizer_state(self.policy, self.actor_opt) if self.sharded \
             else self.actor_opt.state_dict()
         return {"critic": self.critic.state_dict(), "actor_opt": actor_opt,
-                "critic_opt": self.critic_opt.state_dict(), "iteration": self.iteration,
+                "critic_opt": self.critic.regression.optimizer.state_dict(), "iteration": self.iteration,
                 **self.rank_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -249,7 +206,7 @@ class FPOTrainer:
             load_full_optimizer_state(self.policy, self.actor_opt, state["actor_opt"])
         else:
             self.actor_opt.load_state_dict(state["actor_opt"])
-        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.critic.regression.optimizer.load_state_dict(state["critic_opt"])
         self.iteration = int(state["iteration"])
         self.load_rank_state(state)
 

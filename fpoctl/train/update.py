@@ -1,4 +1,5 @@
-"""The actor and critic updates of one iteration (minibatches x epochs), CleanRL style.
+"""The FPO update of one iteration (minibatches x epochs), CleanRL style; the critics fit
+themselves (`critics.py`).
 
 Under torchrun every gradient step averages the ranks' gradients (`Ranks.average_gradients`, or
 FSDP for a sharded policy), and the ranks take or skip each step together, so their parameters
@@ -12,11 +13,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from fpoctl import metric_names as m
 from fpoctl.train.config import FinetuneConfig
 from fpoctl.train.distributed import LOCAL, Ranks
 from fpoctl.train.fpo import FPOStats, fpo_loss
 from fpoctl.train.rollout import Rollout, take
 from fpoctl.train.sharding import clip_grad_norm
+
+AVERAGED = {"policy_loss": m.POLICY_LOSS, "ratio_mean": m.RATIO_MEAN,
+            "clip_frac": m.CLIP_FRAC, "approx_kl": m.APPROX_KL, "cfm_loss": m.CFM_LOSS}
+"""The `FPOStats` averaged over the steps taken, and their metric names."""
 
 
 class NonFiniteLoss(Exception):
@@ -76,35 +82,14 @@ def fpo_update(policy: Any, optimizer: torch.optim.Optimizer, rollout: Rollout, 
             nan_streak = 0
             optimizer.step()
             steps += 1
-            for key in ("policy_loss", "ratio_mean", "clip_frac", "approx_kl", "cfm_loss"):
+            for key in AVERAGED:
                 sums[key] = sums.get(key, 0.0) + float(getattr(stats, key).detach())
             ratio_max = max(ratio_max, float(stats.ratio_max))
         kl = sums.get("approx_kl", 0.0) / max(steps, 1)
         if cfg.target_kl is not None and ranks.mean(kl) > cfg.target_kl:
             break
-    out = {f"fpo/{k}": v / max(steps, 1) for k, v in sums.items()}
-    out["fpo/ratio_max"] = ratio_max
-    out["fpo/updates"] = float(steps)
+    out = {AVERAGED[k]: v / max(steps, 1) for k, v in sums.items()}
+    out[m.RATIO_MAX] = ratio_max
+    out[m.FPO_UPDATES] = float(steps)
     return out
 
-
-def fit_regression(params: list[Tensor], optimizer: torch.optim.Optimizer,
-                   loss_fn: Callable[[Tensor], Tensor], size: int, *, epochs: int, minibatch: int,
-                   max_grad_norm: float, generator: torch.Generator,
-                   after_step: Callable[[], None] | None = None, ranks: Ranks = LOCAL) -> float:
-    """Minibatch epochs of a critic regression; `loss_fn(idx)` gives the loss of rows idx."""
-    total, count = 0.0, 0
-    for _ in range(epochs):
-        for idx in torch.randperm(size, generator=generator).split(min(minibatch, size)):
-            loss = loss_fn(idx)
-            if not ranks.all_true(bool(torch.isfinite(loss))):
-                continue
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            ranks.average_gradients(params)
-            clip_grad_norm(params, max_grad_norm)
-            optimizer.step()
-            if after_step:
-                after_step()
-            total, count = total + float(loss.detach()), count + 1
-    return total / max(count, 1)
