@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from fpoctl.dash.names import ENV_STEPS, EVAL_SUCCESS, ROLLOUT_RETURN, ROLLOUT_SUCCESS
 from fpoctl.jobs.process import display_status
+from fpoctl.metric_names import ENV_STEPS, EVAL_SUCCESS, ROLLOUT_RETURN, ROLLOUT_SUCCESS
 from fpoctl.store import MetricRow, Run
 
 MAX_POINTS = 400

@@ -9,7 +9,8 @@ from textual.message import Message
 
 from fpoctl.dash.data import EventInfo, RunInfo, RunSeries, run_info
 from fpoctl.dash.messages import CompareUpdated, RunsUpdated, RunUpdated
-from fpoctl.dash.names import BEST_KEYS, COMPARE_KEYS, ENV_STEPS, SUMMARY_KEYS
+from fpoctl.dash.names import BEST_KEYS, COMPARE_KEYS, SUMMARY_KEYS
+from fpoctl.metric_names import ENV_STEPS
 from fpoctl.store import Store
 
 CHUNK = 100_000

@@ -24,12 +24,13 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.distributed.tensor import DTensor
 
+from fpoctl import metric_names as m
 from fpoctl.errors import FpoctlError
 
 RANK_SEED_STRIDE = 1_000_003
 """Rank r seeds its envs and samplers with seed + r * RANK_SEED_STRIDE (rank 0 = the run's seed)."""
 
-SUMMED = ("env/steps_total", "perf/env_steps_per_s", "rollout/episodes", "rollout/crashed_episodes")
+SUMMED = (m.ENV_STEPS, m.PERF_ENV_STEPS_PER_S, m.ROLLOUT_EPISODES, m.ROLLOUT_CRASHED)
 """Metrics that add up over ranks; the rest are averaged (`fpo/ratio_max`: the maximum)."""
 
 
@@ -163,7 +164,7 @@ def combine_metrics(per_rank: list[dict[str, float]]) -> dict[str, float]:
         values = [m[key] for m in per_rank if key in m]
         if key in SUMMED:
             out[key] = float(sum(values))
-        elif key == "fpo/ratio_max":
+        elif key == m.RATIO_MAX:
             out[key] = float(max(values))
         else:
             out[key] = float(sum(values) / len(values))

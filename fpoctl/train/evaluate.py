@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fpoctl import metric_names as m
 from fpoctl.errors import FpoctlError
 
 
@@ -70,17 +71,17 @@ def run_episodes(policy: Any, venv: Any, episodes: int, *, exec_steps: int, flow
 def summarize(eps: list[dict[str, Any]]) -> dict[str, float]:
     """Success rate, mean return and length, episodes (and crashed episodes, when any)."""
     if not eps:
-        return {"eval/success_rate": 0.0, "eval/return": 0.0, "eval/episode_len": 0.0,
-                "eval/episodes": 0.0}
+        return {m.EVAL_SUCCESS: 0.0, m.EVAL_RETURN: 0.0, m.EVAL_EPISODE_LEN: 0.0,
+                m.EVAL_EPISODES: 0.0}
     out = {
-        "eval/success_rate": float(np.mean([e["success"] for e in eps])),
-        "eval/return": float(np.mean([e["return"] for e in eps])),
-        "eval/episode_len": float(np.mean([e["length"] for e in eps])),
-        "eval/episodes": float(len(eps)),
+        m.EVAL_SUCCESS: float(np.mean([e["success"] for e in eps])),
+        m.EVAL_RETURN: float(np.mean([e["return"] for e in eps])),
+        m.EVAL_EPISODE_LEN: float(np.mean([e["length"] for e in eps])),
+        m.EVAL_EPISODES: float(len(eps)),
     }
     crashed = sum(bool(e.get("crashed")) for e in eps)
     if crashed:
-        out["eval/crashed_episodes"] = float(crashed)
+        out[m.EVAL_CRASHED] = float(crashed)
     return out
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from fpoctl import metric_names as m
 from fpoctl.envs import TaskSpec
 from fpoctl.envs.vector import make_eval_vector_env
 from fpoctl.errors import FpoctlError
@@ -25,11 +26,6 @@ NOISES = ("zero", "random")
 
 # progress(task name, task number (1-based), tasks, episodes done, episodes of this task)
 EvalProgress = Callable[[str, int, int, int, int], None]
-
-
-def task_key(index: int, metric: str) -> str:
-    """`eval/success_rate` of task 3 -> `eval/task_3/success_rate`."""
-    return metric.replace("eval/", f"eval/task_{index}/", 1)
 
 
 @dataclass
@@ -45,9 +41,9 @@ class TaskResult:
     def record(self) -> dict[str, Any]:
         """JSON for the store: the task's numbers, init states and successes per episode."""
         return {"task": self.name, "index": self.index, "prompt": self.prompt,
-                "episodes": int(self.metrics["eval/episodes"]),
-                "success_rate": self.metrics["eval/success_rate"],
-                "return": self.metrics["eval/return"], "episode_len": self.metrics["eval/episode_len"],
+                "episodes": int(self.metrics[m.EVAL_EPISODES]),
+                "success_rate": self.metrics[m.EVAL_SUCCESS],
+                "return": self.metrics[m.EVAL_RETURN], "episode_len": self.metrics[m.EVAL_EPISODE_LEN],
                 "init_states": [e.get("init_state") for e in self.episodes],
                 "successes": [int(bool(e["success"])) for e in self.episodes]}
 
@@ -68,15 +64,15 @@ class EvalResult:
 def suite_metrics(tasks: list[TaskResult]) -> dict[str, float]:
     """A suite's metrics: means over its tasks (episodes and crashes summed), plus each task's."""
     out: dict[str, float] = {}
-    for key in ("eval/success_rate", "eval/return", "eval/episode_len"):
+    for key in (m.EVAL_SUCCESS, m.EVAL_RETURN, m.EVAL_EPISODE_LEN):
         out[key] = sum(t.metrics[key] for t in tasks) / max(len(tasks), 1)
-    for key in ("eval/episodes", "eval/crashed_episodes"):
+    for key in (m.EVAL_EPISODES, m.EVAL_CRASHED):
         total = sum(t.metrics.get(key, 0.0) for t in tasks)
-        if total or key == "eval/episodes":
+        if total or key == m.EVAL_EPISODES:
             out[key] = total
     for t in tasks:
         if t.index is not None:
-            out.update({task_key(t.index, k): v for k, v in t.metrics.items()})
+            out.update({m.eval_task_key(t.index, k): v for k, v in t.metrics.items()})
     return out
 
 

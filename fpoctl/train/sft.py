@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fpoctl import metric_names as m
 from fpoctl.envs.demos import DemoSet
 from fpoctl.train.config import SFTConfig
 from fpoctl.train.rollout import take
@@ -60,5 +61,5 @@ def train_sft(policy: Any, demos: DemoSet, cfg: SFTConfig, device: torch.device,
         sched.step()
         running = 0.9 * running + 0.1 * float(loss.detach()) if step > 1 else float(loss.detach())
         if log and (step % cfg.log_every == 0 or step == cfg.steps):
-            log(step, {"sft/loss": running, "sft/lr": sched.get_last_lr()[0]})
+            log(step, {m.SFT_LOSS: running, m.SFT_LR: sched.get_last_lr()[0]})
     return running

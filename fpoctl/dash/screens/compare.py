@@ -11,6 +11,7 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
+from fpoctl import metric_names as m
 from fpoctl.dash import names as n
 from fpoctl.dash.data import Curve, RunInfo
 from fpoctl.dash.feeds import CompareFeed
@@ -79,7 +80,7 @@ class CompareScreen(Screen[None]):
         return out
 
     def _draw(self) -> None:
-        is_rate = self.metric != n.ROLLOUT_RETURN
+        is_rate = self.metric != m.ROLLOUT_RETURN
         plot = self.query_one(MetricPlot)
         plot.ylim = (0.0, 1.0) if is_rate else None
         lines = self.plotted

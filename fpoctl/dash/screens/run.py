@@ -11,6 +11,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
+from fpoctl import metric_names as m
 from fpoctl.dash import names as n
 from fpoctl.dash.data import Curve
 from fpoctl.dash.feeds import RunFeed
@@ -28,10 +29,10 @@ BAND = "#2b6a8a"  # a darker BLUE for the Q +-std band
 
 # plot id -> its lines: (metric key, colour, how the legend prints the newest value)
 PLOTS: dict[str, list[tuple[str, str, Callable[[float | None], str]]]] = {
-    "success-plot": [(n.ROLLOUT_SUCCESS, GREEN, percent), (n.EVAL_SUCCESS, BLUE, percent)],
-    "return-plot": [(n.ROLLOUT_RETURN, ORANGE, number)],
-    "ratio-plot": [(n.RATIO_MEAN, PURPLE, number), (n.RATIO_MAX, RED, number)],
-    "perf-plot": [(n.PERF_TABLE[0], GREEN, number)],
+    "success-plot": [(m.ROLLOUT_SUCCESS, GREEN, percent), (m.EVAL_SUCCESS, BLUE, percent)],
+    "return-plot": [(m.ROLLOUT_RETURN, ORANGE, number)],
+    "ratio-plot": [(m.RATIO_MEAN, PURPLE, number), (m.RATIO_MAX, RED, number)],
+    "perf-plot": [(m.PERF_ENV_STEPS_PER_S, GREEN, number)],
 }
 
 
@@ -44,11 +45,11 @@ def lines(curves: dict[str, Curve], spec: list[tuple[str, str, Callable[[float |
 
 def q_band(curves: dict[str, Curve]) -> list[PlotLine]:
     """Q mean with a +-std band (a darker line either side) and Q min."""
-    out = lines(curves, [(n.Q_MEAN, BLUE, number), (n.Q_MIN, ORANGE, number)])
-    mean, std = curves.get(n.Q_MEAN), curves.get(n.Q_STD)
+    out = lines(curves, [(m.Q_MEAN, BLUE, number), (m.Q_MIN, ORANGE, number)])
+    mean, std = curves.get(m.Q_MEAN), curves.get(m.Q_STD)
     if mean and std and len(mean.y) == len(std.y):
         for sign, label in ((1, "+std"), (-1, "-std")):
-            y = [m + sign * s for m, s in zip(mean.y, std.y, strict=True)]
+            y = [mu + sign * sd for mu, sd in zip(mean.y, std.y, strict=True)]
             out.append(PlotLine(label, mean.x, y, BAND, in_legend=False))
     return out
 
@@ -78,7 +79,7 @@ class RunScreen(RunKeys, Screen[None]):
                 yield MetricPlot(id="return-plot")
             with Vertical(id="q-panel", classes="panel"):
                 yield MetricPlot(id="q-plot")
-                yield MetricTable([n.Q_STD], id="q-table")
+                yield MetricTable([m.Q_STD], id="q-table")
             with Vertical(id="fpo-panel", classes="panel"):
                 yield MetricTable(n.FPO_TABLE, id="fpo-table")
                 yield MetricPlot(id="ratio-plot")
