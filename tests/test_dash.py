@@ -38,14 +38,13 @@ def make_app(store: Store, settings: Settings, **kwargs) -> DashApp:
     return DashApp(store, settings, clock=lambda: FROZEN_NOW, **kwargs)
 
 
-async def wait_for(pilot: Pilot, condition: Callable[[], bool], timeout: float = 10.0) -> float:
-    """Let the app run until `condition()` holds; returns the seconds it took."""
+async def wait_for(pilot: Pilot, condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Let the app run until `condition()` holds (failing after `timeout` seconds)."""
     start = time.monotonic()
     while not condition():
         if time.monotonic() - start > timeout:
             raise AssertionError(f"condition not met within {timeout} s")
         await pilot.pause(0.02)
-    return time.monotonic() - start
 
 
 def drive(app: DashApp, scenario: Callable[[Pilot], Awaitable[None]],
@@ -206,7 +205,7 @@ def test_stop_and_resume_keys_call_the_jobs_service(store, settings, seeded) -> 
 
     async def scenario(pilot: Pilot) -> None:
         bindings = app.screen.active_bindings
-        assert bindings["s"].enabled and bindings["r"].enabled  # fpoctl.jobs provides them
+        assert bindings["s"].enabled and bindings["r"].enabled
         await pilot.press("s")  # on the first row: a queued run that no job holds
         await wait_for(pilot, lambda: bool(app._notifications))
         message = next(iter(app._notifications)).message
@@ -235,9 +234,10 @@ def test_push_asks_for_the_repo_and_reports_the_hubs_answer(store, settings, see
     drive(app, scenario)
 
 
-def test_rows_from_another_process_show_within_two_seconds(store, settings, seeded) -> None:
+def test_rows_from_another_process_show_up_live(store, settings, seeded) -> None:
     """A stand-in trainer process appends iterations; the open run screen (1 s refresh, as
-    shipped) shows each one within 2 s, and no read ever fails while the writer writes."""
+    shipped) shows each iteration as it arrives, and no read ever fails while the writer writes
+    (how soon: bench/dash_bench.py)."""
     rid = seeded["pi0-libero-spatial"]
     app = DashApp(store, settings, run_id=rid)  # the real interval and clock
     errors: list[str] = []
@@ -250,14 +250,11 @@ def test_rows_from_another_process_show_within_two_seconds(store, settings, seed
             "--run", str(rid), "--start", "120", "--count", "3", "--delay", "1.3",
             cwd=ROOT, stdout=asyncio.subprocess.PIPE)
         assert proc.stdout is not None
-        delays = []
         for it in range(120, 123):
-            word, number, _, written = (await proc.stdout.readline()).decode().split()
+            word, number, *_ = (await proc.stdout.readline()).decode().split()
             assert (word, int(number)) == ("wrote", it)
             await wait_for(pilot, lambda it=it: screen.curves[n.ROLLOUT_SUCCESS].count >= it + 1)
-            delays.append(time.time() - float(written))
         await proc.wait()
-        assert max(delays) < 2.0, delays
         assert screen.curves[n.ENV_STEPS].last == 123 * 2048
         assert "iter 123/300" in screen.query_one("#run-header").plain
 

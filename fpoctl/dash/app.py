@@ -15,7 +15,6 @@ from fpoctl.dash import actions
 from fpoctl.dash.reader import StoreReader
 from fpoctl.dash.screens.ask import AskScreen
 from fpoctl.dash.screens.compare import CompareScreen
-from fpoctl.dash.screens.keys import UNAVAILABLE_BINDINGS
 from fpoctl.dash.screens.run import RunScreen
 from fpoctl.dash.screens.runs import RunsScreen
 from fpoctl.settings import Settings
@@ -28,7 +27,7 @@ class DashApp(App[None]):
     CSS_PATH = Path(__file__).with_name("dash.tcss")
     TITLE = "fpoctl dash"
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (120, "-wide")]
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("q", "quit", "quit"), *UNAVAILABLE_BINDINGS]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("q", "quit", "quit")]
 
     def __init__(self, store: Store, settings: Settings, *, run_id: int | None = None,
                  interval: float = 1.0, clock: Callable[[], float] = time.time) -> None:
@@ -63,11 +62,6 @@ class DashApp(App[None]):
             self._last_error = error
             self.notify(error, title="store", severity="error", timeout=8)
 
-    def action_unavailable(self, name: str) -> None:
-        """A greyed-out key was pressed: say what it needs."""
-        action = actions.ACTIONS[name]
-        self.notify(f"{name} is not available yet: needs `{action.command}`", severity="warning")
-
     def act_on_run(self, name: str, run_id: int) -> None:
         """Stop / resume / push a run in a worker thread (errors become notifications); an action
         that needs an answer (push: the repo) asks for it first."""
@@ -86,8 +80,6 @@ class DashApp(App[None]):
     def _perform(self, name: str, run_id: int, *answers: str) -> None:
         try:
             result = actions.perform(name, self.settings, run_id, *answers)
-        except actions.ActionUnavailable as exc:
-            self.call_from_thread(self.notify, str(exc), severity="warning")
         except Exception as exc:  # the service's own error, shown instead of crashing the UI
             self.call_from_thread(self.notify, f"{name} failed: {exc}", severity="error")
         else:
