@@ -66,6 +66,11 @@ def eval_task_key(index: int, metric: str) -> str:
     return metric.replace("eval/", f"eval/task_{index}/", 1)
 
 
+def is_eval(name: str) -> bool:
+    """Whether `name` is an evaluation metric (of the whole task or suite, or of a suite's task)."""
+    return name in EVAL_METRICS or _EVAL_TASK.fullmatch(name) is not None
+
+
 def is_known(name: str) -> bool:
     """Whether `name` is one of the names above, or an eval metric of a suite's task."""
     task = _EVAL_TASK.fullmatch(name)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fpoctl import metric_names as names
 from fpoctl.envs import get_task
 from fpoctl.settings import Settings
 from fpoctl.store import Store
@@ -104,14 +105,14 @@ def evaluate_policy(settings: Settings, source: str, *, task_name: str, episodes
                                    device=dev, noise=noise, progress=progress)
         finally:
             evaluator.close()
-        total = int(result.metrics["eval/episodes"])
+        total = int(result.metrics[names.EVAL_EPISODES])
         store.add_evaluation(run_id=run_id, source=str(source), task=task_name, episodes=total,
-                             success_rate=result.metrics["eval/success_rate"],
-                             mean_return=result.metrics["eval/return"],
+                             success_rate=result.metrics[names.EVAL_SUCCESS],
+                             mean_return=result.metrics[names.EVAL_RETURN],
                              details={**setup, **result.metrics,
                                       "tasks": [t.record() for t in result.tasks]})
         if run_id is not None:
             store.add_event(run_id, f"fpoctl eval on {task_name}: success "
-                            f"{result.metrics['eval/success_rate']:.0%} over {total} episodes",
+                            f"{result.metrics[names.EVAL_SUCCESS]:.0%} over {total} episodes",
                             kind="eval")
     return EvalReport(result, setup)

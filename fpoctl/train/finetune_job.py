@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from fpoctl import metric_names as names
 from fpoctl.envs import get_task
 from fpoctl.errors import FpoctlError
 from fpoctl.settings import Settings
@@ -123,7 +124,7 @@ class _Session:
             if trainer.iteration == 0 and evaluates:
                 result.before = trainer.evaluate()
                 record.log(0, result.before)
-                record.event(f"prior: success {result.before['eval/success_rate']:.0%}", kind="eval")
+                record.event(f"prior: success {result.before[names.EVAL_SUCCESS]:.0%}", kind="eval")
             with record.alive():
                 while trainer.iteration < cfg.iterations:
                     if ranks.any_true(stop.requested is not None):
@@ -132,14 +133,14 @@ class _Session:
                     it = trainer.iteration
                     if evaluates and (it % cfg.eval_every == 0 or it == cfg.iterations):
                         metrics.update(trainer.evaluate())
-                        record.event(f"eval at {it}: success {metrics['eval/success_rate']:.0%}",
+                        record.event(f"eval at {it}: success {metrics[names.EVAL_SUCCESS]:.0%}",
                                      kind="eval")
                     record.log(it, metrics)
                     if it % cfg.checkpoint_every == 0 or it == cfg.iterations:
                         result.checkpoint, self.saved = self._checkpoint(metrics, cfg), it
                     if progress:
                         progress(it, cfg.iterations, metrics)
-            result.after = {k: v for k, v in metrics.items() if k.startswith("eval/")}
+            result.after = {k: v for k, v in metrics.items() if names.is_eval(k)}
             result.status = "finished"
         except StopRequested:
             result.status = "stopped"

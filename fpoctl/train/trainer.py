@@ -21,7 +21,7 @@ from torch import Tensor
 
 from fpoctl import metric_names as m
 from fpoctl.envs import TaskSpec, make_vector_env
-from fpoctl.train.config import CHOICES, FinetuneConfig
+from fpoctl.train.config import CHOICES, EVAL_SEED_OFFSET, RESET_SEED_STRIDE, FinetuneConfig
 from fpoctl.train.critics import CriticInputs, make_critic
 from fpoctl.train.distributed import LOCAL, RANK_SEED_STRIDE, Ranks
 from fpoctl.train.evaluate import check_policy_fits
@@ -97,7 +97,7 @@ class FPOTrainer:
         """(1) This rank's rollout: chunks with their stored (t, noise) pairs."""
         cfg = self.cfg
         if self.obs is None:  # fresh envs (start, or after a resume)
-            self.obs = self.venv.reset(seed=self.seed + 100_003 * self.iteration)
+            self.obs = self.venv.reset(seed=self.seed + RESET_SEED_STRIDE * self.iteration)
             check_policy_fits(self.policy, self.obs, self.d_env, self.device)
         rollout, self.obs = collect_rollout(
             self.policy, self.venv, self.obs, chunks=cfg.rollout_chunks,
@@ -171,7 +171,7 @@ class FPOTrainer:
         cfg = self.cfg
         if self._evaluator is None:
             self._evaluator = Evaluator(self.task, num_envs=cfg.num_envs, obs_mode=cfg.obs_mode,
-                                        seed=cfg.seed + 7_777, workers=cfg.workers,
+                                        seed=cfg.seed + EVAL_SEED_OFFSET, workers=cfg.workers,
                                         env_kwargs=cfg.env_kwargs)
         return self._evaluator.run(self.policy, episodes or cfg.eval_episodes,
                                    exec_steps=self.exec_steps, flow_steps=cfg.flow_steps,
