@@ -6,12 +6,13 @@ action dim (pi0 pads to 32; the task uses the first `d_env` dims).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 @runtime_checkable
@@ -51,4 +52,21 @@ class FlowPolicy(Protocol):
 
     def from_env_actions(self, actions: np.ndarray) -> Tensor:
         """Env actions [B, H, d_env] -> model space [B, H, D] (normalised, zero-padded)."""
+        ...
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        """Write the policy's folder (config.json, model.safetensors, ...), loadable by `make_policy`."""
+        ...
+
+    # -- every policy is a torch Module: what a trainer uses of that ---------------------------
+    def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]:
+        """The weights (those with requires_grad are trained)."""
+        ...
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """Weights by name."""
+        ...
+
+    def to(self, device: torch.device | str) -> FlowPolicy:
+        """The policy on `device`."""
         ...

@@ -34,8 +34,8 @@ class PolicyFamily:
     """Names `make_policy` builds fresh."""
     scopes: tuple[str, ...] = ()
     """Parts training can be limited to (`scope`); empty: the family always trains everything."""
-    dtypes: tuple[str, ...] = ("float32",)
-    """Precisions it can train in (`dtype`)."""
+    dtypes: tuple[str, ...] = ()
+    """Precisions it can be built in (a `dtype` option); empty: float32 only, no option."""
     needs_tokenizer: bool = False
     """Whether it reads prompts with a SentencePiece tokenizer that its checkpoints may not ship."""
 

@@ -13,9 +13,9 @@ from fpoctl.envs import TaskSpec
 from fpoctl.errors import FpoctlError, NotFoundError
 from fpoctl.sources import tokenizer_path
 from fpoctl.store import Store
-from policies.checkpoint import inspect_checkpoint, read_policy_type
-from policies.pi0.config import CONFIG_PRESETS
-from policies.registry import PolicyError, make_policy
+from policies.base import FlowPolicy
+from policies.checkpoint import inspect_checkpoint
+from policies.registry import DEFAULT_SCOPE, PolicyError, PolicyFamily, family_of, make_policy
 
 
 def resolve_device(name: str) -> torch.device:
@@ -58,38 +58,54 @@ def resolve_source(store: Store, ref: str) -> tuple[Path, int | None]:
                       "(see `fpoctl runs list`, `fpoctl models list`)")
 
 
-def build_policy(name: str, task: TaskSpec, obs_mode: str | None, *, horizon: int, hidden: int,
-                 device: torch.device, init_folder: Path | None = None,
-                 tokenizer: str | None = None, scope: str = "expert", dtype: str | None = None) -> Any:
-    """A policy on `device`: loaded from `init_folder`, else fresh by name. `scope`: pi0's
-    trainable parameters (other policies train everything); `dtype`: pi0's precision (None: the
-    checkpoint's own)."""
+def _family_kwargs(family: PolicyFamily, tokenizer: str | None, scope: str, dtype: str | None
+                   ) -> dict[str, Any]:
+    """The options a family takes (scope, dtype, tokenizer), or an error naming one it does not."""
+    if scope != DEFAULT_SCOPE and scope not in family.scopes:
+        raise FpoctlError(f"scope={scope} does not apply to {family.type_name} policies "
+                          "(they train all their weights)")
+    if dtype is not None and dtype not in (family.dtypes or ("float32",)):
+        raise FpoctlError(f"dtype={dtype} does not apply to {family.type_name} policies "
+                          f"({', '.join(family.dtypes or ('float32',))})")
+    kwargs: dict[str, Any] = {"tokenizer": tokenizer} if tokenizer and family.needs_tokenizer else {}
+    if family.scopes:
+        kwargs["scope"] = scope
+    if dtype is not None and family.dtypes:
+        kwargs["dtype"] = dtype
+    return kwargs
+
+
+def load_policy_folder(folder: Path, device: torch.device, *, tokenizer: str | None = None,
+                       scope: str = DEFAULT_SCOPE, dtype: str | None = None) -> FlowPolicy:
+    """A saved policy on `device` (dtype None: the precision it was saved with)."""
     try:
-        is_pi0 = read_policy_type(init_folder)[0] == "pi0" if init_folder else name in CONFIG_PRESETS
-        if scope != "expert" and not is_pi0:
-            raise FpoctlError(f"scope={scope} applies to pi0 only")
-        if dtype is not None and not is_pi0:
-            raise FpoctlError(f"dtype={dtype} applies to pi0 only (other policies train in float32)")
-        pi0_kwargs: dict[str, Any] = {"scope": scope, **({"dtype": dtype} if dtype else {})}
-        if init_folder is not None:
-            kwargs: dict[str, Any] = {"tokenizer": tokenizer} if tokenizer else {}
-            if is_pi0:
-                kwargs |= pi0_kwargs
-            policy = make_policy(init_folder, **kwargs)
-        elif name in ("mlp", "gaussian"):
-            env = task.make_env(obs_mode, seed=0)
-            try:
-                obs_dim = env.observation_space["state"].shape[0]
-                action_dim = env.action_space.shape[0]
-            finally:
-                env.close()
-            policy = make_policy(name, obs_dim=obs_dim, action_dim=action_dim, horizon=horizon,
-                                 hidden=hidden)
-        else:
-            policy = make_policy(name, **pi0_kwargs, **({"tokenizer": tokenizer} if tokenizer else {}))
+        kwargs = _family_kwargs(family_of(folder), tokenizer, scope, dtype)
+        return make_policy(folder, **kwargs).to(device)
     except PolicyError as exc:
         raise FpoctlError(str(exc)) from None
-    return policy.to(device)
+
+
+def build_policy(name: str, task: TaskSpec, obs_mode: str | None, *, horizon: int, hidden: int,
+                 device: torch.device, init_folder: Path | None = None, tokenizer: str | None = None,
+                 scope: str = DEFAULT_SCOPE, dtype: str | None = None) -> FlowPolicy:
+    """A policy on `device`: loaded from `init_folder`, else fresh by name (a small one sized to the
+    task's spaces with `horizon` and `hidden`). `scope` / `dtype` apply to the families that offer
+    them (`policies.registry.FAMILIES`)."""
+    if init_folder is not None:
+        return load_policy_folder(init_folder, device, tokenizer=tokenizer, scope=scope, dtype=dtype)
+    try:
+        family = family_of(name)
+        kwargs = _family_kwargs(family, tokenizer, scope, dtype)
+        if not family.needs_tokenizer:  # a small state policy: sized to the task
+            env = task.make_env(obs_mode, seed=0)
+            try:
+                kwargs |= {"obs_dim": env.observation_space["state"].shape[0],
+                           "action_dim": env.action_space.shape[0], "horizon": horizon, "hidden": hidden}
+            finally:
+                env.close()
+        return make_policy(name, **kwargs).to(device)
+    except PolicyError as exc:
+        raise FpoctlError(str(exc)) from None
 
 
 def tokenizer_for(home: Path, folder: Path | None, explicit: str | None) -> str | None:
@@ -101,7 +117,7 @@ def tokenizer_for(home: Path, folder: Path | None, explicit: str | None) -> str 
         kind = inspect_checkpoint(folder).policy_type  # a broken checkpoint says so before any look-up
     except PolicyError as exc:
         raise FpoctlError(str(exc)) from None
-    if kind != "pi0":
+    if not family_of(folder).needs_tokenizer:
         return None
     path = tokenizer_path(home, kind, folder)
     return str(path) if path else None

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fpoctl.store.checkpoints import CheckpointError, manifest_sha256, verify_checkpoint, write_manifest
+from policies.base import FlowPolicy
 
 __all__ = ["load_trainer_state", "read_meta", "save_checkpoint", "verify_checkpoint"]
 
@@ -35,7 +36,7 @@ def _fsync_tree(folder: Path) -> None:
         os.close(fd)
 
 
-def save_checkpoint(folder: Path, policy: Any, trainer_state: dict[str, Any] | None,
+def save_checkpoint(folder: Path, policy: FlowPolicy, trainer_state: dict[str, Any] | None,
                     meta: dict[str, Any]) -> str:
     """Write a checkpoint folder atomically; returns the manifest's sha256."""
     folder = Path(folder)

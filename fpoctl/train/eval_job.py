@@ -14,7 +14,7 @@ from fpoctl.envs import get_task
 from fpoctl.settings import Settings
 from fpoctl.store import Store
 from fpoctl.train import checkpoint as ckpt
-from fpoctl.train.build import build_policy, resolve_device, resolve_source, tokenizer_for
+from fpoctl.train.build import load_policy_folder, resolve_device, resolve_source, tokenizer_for
 from fpoctl.train.job import seed_everything
 from fpoctl.train.protocol import EvalProgress, EvalResult, Evaluator, check_eval_input
 
@@ -82,8 +82,7 @@ def evaluate_policy(settings: Settings, source: str, *, task_name: str, episodes
         trained = training_config(folder)
         obs_mode = obs_mode or trained.get("obs_mode")
         steps, steps_from = resolve_exec_steps(exec_steps, folder, trained)
-        policy = build_policy("", task, obs_mode, horizon=1, hidden=1, device=dev, init_folder=folder,
-                              tokenizer=tokenizer_for(settings.home, folder, tokenizer))
+        policy = load_policy_folder(folder, dev, tokenizer=tokenizer_for(settings.home, folder, tokenizer))
         if steps > policy.horizon:
             steps, steps_from = policy.horizon, f"{steps_from}, cut to the policy's chunk"
         budget = max_steps or task.max_steps

@@ -12,9 +12,11 @@ import torch
 
 from fpoctl import metric_names as m
 from fpoctl.errors import FpoctlError
+from policies.base import FlowPolicy
 
 
-def check_policy_fits(policy: Any, obs: dict[str, Any], d_env: int, device: torch.device | str) -> None:
+def check_policy_fits(policy: FlowPolicy, obs: dict[str, Any], d_env: int,
+                      device: torch.device | str) -> None:
     """A clear error (not a tensor-shape traceback) when a policy does not fit a task's envs,
     e.g. a policy trained on `state` observations evaluated on `pixels`."""
     if policy.action_dim < d_env:
@@ -29,7 +31,7 @@ def check_policy_fits(policy: Any, obs: dict[str, Any], d_env: int, device: torc
 
 
 @torch.no_grad()
-def run_episodes(policy: Any, venv: Any, episodes: int, *, exec_steps: int, flow_steps: int = 10,
+def run_episodes(policy: FlowPolicy, venv: Any, episodes: int, *, exec_steps: int, flow_steps: int = 10,
                  seed: int = 0, device: torch.device | str = "cpu", zero_noise: bool = True,
                  max_chunks: int = 100_000, all_done: Callable[[bool], bool] | None = None,
                  on_episode: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
@@ -85,6 +87,6 @@ def summarize(eps: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
-def evaluate(policy: Any, venv: Any, episodes: int, **kwargs: Any) -> dict[str, float]:
+def evaluate(policy: FlowPolicy, venv: Any, episodes: int, **kwargs: Any) -> dict[str, float]:
     """`summarize(run_episodes(...))`: the metrics of `episodes` episodes on one vector env."""
     return summarize(run_episodes(policy, venv, episodes, **kwargs))

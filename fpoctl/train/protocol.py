@@ -20,6 +20,7 @@ from fpoctl.envs import TaskSpec
 from fpoctl.envs.vector import make_eval_vector_env
 from fpoctl.errors import FpoctlError
 from fpoctl.train.evaluate import run_episodes, summarize
+from policies.base import FlowPolicy
 
 NOISES = ("zero", "random")
 """Evaluation sampling: from zero noise (FPO's default) or from Gaussian noise (openpi, LeRobot)."""
@@ -103,7 +104,7 @@ class Evaluator:
                                     seed=self.seed, workers=self.workers, env_kwargs=self.env_kwargs,
                                     subtask=subtask, budget=self.max_steps)
 
-    def run(self, policy: Any, episodes: int, *, exec_steps: int, flow_steps: int = 10,
+    def run(self, policy: FlowPolicy, episodes: int, *, exec_steps: int, flow_steps: int = 10,
             device: torch.device | str = "cpu", noise: str = "zero",
             all_done: Callable[[bool], bool] | None = None,
             progress: EvalProgress | None = None) -> EvalResult:

@@ -13,6 +13,7 @@ from typing import Any
 from fpoctl.store import Store
 from fpoctl.train import checkpoint as ckpt
 from fpoctl.train.lifecycle import heartbeat
+from policies.base import FlowPolicy
 
 
 class CheckpointKeeper:
@@ -23,7 +24,7 @@ class CheckpointKeeper:
         self.best = max((c.metrics.get("eval/success_rate", -1.0) for c in store.checkpoints(run_id)),
                         default=-1.0)
 
-    def save(self, step: int, policy: Any, trainer_state: dict | None, metrics: dict[str, float],
+    def save(self, step: int, policy: FlowPolicy, trainer_state: dict | None, metrics: dict[str, float],
              config: dict[str, Any]) -> str:
         """Write step's checkpoint, record it, prune old ones; returns its folder."""
         path = self.folder / f"step_{step:06d}"
@@ -95,7 +96,7 @@ class RunRecord:
         """Remove half-written checkpoint folders of an earlier, killed attempt."""
         return self.keeper.sweep_partial() if self.keeper is not None else 0
 
-    def checkpoint(self, step: int, policy: Any, trainer_state: dict[str, Any],
+    def checkpoint(self, step: int, policy: FlowPolicy, trainer_state: dict[str, Any],
                    metrics: dict[str, float], config: dict[str, Any]) -> str | None:
         """Flush the metrics up to `step`, then write the checkpoint; returns its folder."""
         if self.keeper is None or self.writer is None:

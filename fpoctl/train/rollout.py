@@ -12,6 +12,7 @@ from torch import Tensor
 
 from fpoctl.envs.chunks import index_obs, stack_obs
 from policies import flow
+from policies.base import FlowPolicy
 
 
 def flatten_obs(steps: list[dict[str, Any]]) -> dict[str, Any]:
@@ -55,7 +56,7 @@ class Rollout:
 
 
 @torch.no_grad()
-def collect_rollout(policy: Any, venv: Any, obs: dict[str, Any], *, chunks: int, exec_steps: int,
+def collect_rollout(policy: FlowPolicy, venv: Any, obs: dict[str, Any], *, chunks: int, exec_steps: int,
                     d_env: int, n_mc: int, gamma: float, flow_steps: int, explore_scale: float,
                     explore_steps: list[int] | None, generator: torch.Generator,
                     device: torch.device) -> tuple[Rollout, dict[str, Any]]:

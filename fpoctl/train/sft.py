@@ -6,7 +6,6 @@ episode's end are padded and masked out of the CFM loss (pi0's `action_is_pad`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import torch
@@ -16,6 +15,7 @@ from fpoctl.envs.demos import DemoSet
 from fpoctl.train.config import SFTConfig
 from fpoctl.train.rollout import take
 from policies import flow
+from policies.base import FlowPolicy
 
 
 def demo_chunks(demos: DemoSet, horizon: int) -> tuple[np.ndarray, np.ndarray]:
@@ -32,7 +32,7 @@ def demo_chunks(demos: DemoSet, horizon: int) -> tuple[np.ndarray, np.ndarray]:
     return chunks, mask
 
 
-def train_sft(policy: Any, demos: DemoSet, cfg: SFTConfig, device: torch.device,
+def train_sft(policy: FlowPolicy, demos: DemoSet, cfg: SFTConfig, device: torch.device,
               log: Callable[[int, dict[str, float]], None] | None = None) -> float:
     """Fit the policy's CFM loss on demonstration chunks; returns the final mean loss."""
     if len(demos.actions) == 0:

@@ -32,6 +32,7 @@ from torch.distributed.tensor import DTensor
 
 from fpoctl.errors import FpoctlError
 from fpoctl.train.distributed import Ranks
+from policies.base import FlowPolicy
 
 SHARD_MODES = ("none", "fsdp")
 FORWARD_METHODS = ("sample", "cfm_loss", "critic_features")
@@ -62,7 +63,7 @@ def shard_policy(policy: nn.Module, ranks: Ranks, device: torch.device) -> None:
         _register(policy, name)
 
 
-def advice(policy: Any, shard: str, world: int) -> str | None:
+def advice(policy: FlowPolicy, shard: str, world: int) -> str | None:
     """A warning for the run's events when the sharding choice looks wrong, else None."""
     if shard == "fsdp" and world == 1:
         return "shard=fsdp in a single process: nothing to shard, the policy stays whole"

@@ -36,6 +36,7 @@ from fpoctl.train.sharding import (
     shard_policy,
 )
 from fpoctl.train.update import fpo_update
+from policies.base import FlowPolicy
 
 EventFn = Callable[[str, str, str], None]  # (level, kind, message)
 
@@ -43,7 +44,7 @@ EventFn = Callable[[str, str, str], None]  # (level, kind, message)
 class FPOTrainer:
     """Holds the policy, critic, optimisers and envs of one fine-tuning run."""
 
-    def __init__(self, cfg: FinetuneConfig, policy: Any, task: TaskSpec, device: torch.device,
+    def __init__(self, cfg: FinetuneConfig, policy: FlowPolicy, task: TaskSpec, device: torch.device,
                  on_event: EventFn | None = None, ranks: Ranks = LOCAL) -> None:
         if cfg.critic not in CHOICES["critic"]:
             raise ValueError(f"critic must be one of {CHOICES['critic']}, got {cfg.critic!r}")

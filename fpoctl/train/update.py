@@ -8,7 +8,6 @@ stay identical."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -19,6 +18,7 @@ from fpoctl.train.distributed import LOCAL, Ranks
 from fpoctl.train.fpo import FPOStats, fpo_loss
 from fpoctl.train.rollout import Rollout, take
 from fpoctl.train.sharding import clip_grad_norm
+from policies.base import FlowPolicy
 
 AVERAGED = {"policy_loss": m.POLICY_LOSS, "ratio_mean": m.RATIO_MEAN,
             "clip_frac": m.CLIP_FRAC, "approx_kl": m.APPROX_KL, "cfm_loss": m.CFM_LOSS}
@@ -29,7 +29,7 @@ class NonFiniteLoss(Exception):
     """Raised after `max_nan_updates` consecutive non-finite losses or gradients."""
 
 
-def chunk_cfm_loss(policy: Any, rollout: Rollout, idx: Tensor, cfg: FinetuneConfig,
+def chunk_cfm_loss(policy: FlowPolicy, rollout: Rollout, idx: Tensor, cfg: FinetuneConfig,
                    device: torch.device) -> Tensor:
     """Per-sample CFM losses [b, N] of the stored chunks `idx` at their stored (t, noise)."""
     batch = policy.prepare(take(rollout.obs, idx), device)
@@ -38,7 +38,7 @@ def chunk_cfm_loss(policy: Any, rollout: Rollout, idx: Tensor, cfg: FinetuneConf
                            reduction=cfg.loss_reduction).float().cpu()
 
 
-def fpo_update(policy: Any, optimizer: torch.optim.Optimizer, rollout: Rollout, advantages: Tensor,
+def fpo_update(policy: FlowPolicy, optimizer: torch.optim.Optimizer, rollout: Rollout, advantages: Tensor,
                cfg: FinetuneConfig, device: torch.device, generator: torch.Generator,
                on_minibatch: Callable[[int, int, FPOStats], None] | None = None,
                on_nonfinite: Callable[[str], None] | None = None, ranks: Ranks = LOCAL
