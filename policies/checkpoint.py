@@ -20,6 +20,9 @@ from policies.mlp import MLPFlowConfig, MLPFlowPolicy
 from policies.pi0 import io as pi0_io
 from policies.pi0.config import Pi0Config
 from policies.pi0.model import Pi0Model
+from policies.pi05 import io as pi05_io
+from policies.pi05.config import Pi05Config
+from policies.pi05.model import Pi05Model
 from policies.weights import TensorInfo, check_keys, expected_shapes, read_header, renamed_shapes
 
 WEIGHTS = "model.safetensors"
@@ -66,10 +69,17 @@ def _pi0_expected(cfg: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     return expected_shapes(model.state_dict())
 
 
+def _pi05_expected(cfg: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    with torch.device("meta"):
+        model = Pi05Model(Pi05Config.from_dict(cfg))
+    return expected_shapes(model.state_dict())
+
+
 CHECKED_TYPES: dict[str, CheckedType] = {
     MLPFlowPolicy.type_name: CheckedType(_mlp_expected, lambda header: {k: k for k in header}),
     GaussianPolicy.type_name: CheckedType(_gaussian_expected, lambda header: {k: k for k in header}),
     "pi0": CheckedType(_pi0_expected, pi0_io.fix_keys),
+    "pi05": CheckedType(_pi05_expected, pi05_io.fix_keys),
 }
 
 

@@ -1,8 +1,8 @@
 """`make_policy(name_or_path)`: build a policy by name, or load one from a saved folder.
 
-Names: "mlp" (MLP flow policy), "pi0" (full size), "pi0-tiny" (the CPU-test size). A folder's
-config.json "type" ("mlp_flow" or "pi0") picks the loader; keys and shapes are checked against the
-safetensors header before any weight is read.
+Names: "mlp" (MLP flow policy), "pi0" / "pi05" (full size), "pi0-tiny" / "pi05-tiny" (the CPU-test
+sizes). A folder's config.json "type" ("mlp_flow", "pi0", "pi05", ...) picks the loader; keys and
+shapes are checked against the safetensors header before any weight is read.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from policies.errors import PolicyError
 from policies.gaussian import GaussianConfig, GaussianPolicy
 from policies.mlp import MLPFlowConfig, MLPFlowPolicy
 from policies.pi0.config import CONFIG_PRESETS, Pi0Config
-from policies.pi0.policy import SCOPES, Pi0Policy
+from policies.pi0.policy import SCOPES, PaliGemmaPolicy, Pi0Policy
+from policies.pi05.config import CONFIG_PRESETS as PI05_PRESETS
+from policies.pi05.policy import Pi05Policy
 
 __all__ = ["FAMILIES", "POLICY_NAMES", "PolicyError", "PolicyFamily", "family_of", "known_scopes",
            "load_policy", "make_policy"]
@@ -45,7 +47,14 @@ FAMILIES = (
     PolicyFamily(GaussianPolicy.type_name, ("gaussian",)),
     PolicyFamily(Pi0Policy.type_name, tuple(CONFIG_PRESETS), SCOPES, ("float32", "bfloat16"),
                  needs_tokenizer=True),
+    PolicyFamily(Pi05Policy.type_name, tuple(PI05_PRESETS), SCOPES, ("float32", "bfloat16"),
+                 needs_tokenizer=True),
 )
+VLA_PRESETS: dict[str, tuple[Any, type[PaliGemmaPolicy]]] = {
+    **{name: (preset, Pi0Policy) for name, preset in CONFIG_PRESETS.items()},
+    **{name: (preset, Pi05Policy) for name, preset in PI05_PRESETS.items()},
+}
+"""Preset name -> (config builder, policy class) of the PaliGemma VLAs."""
 POLICY_NAMES = tuple(name for family in FAMILIES for name in family.presets)
 DEFAULT_SCOPE = "expert"
 """The job config's default scope: pi0's action expert; families without scopes ignore it."""
@@ -80,16 +89,18 @@ def _load_small(cls: Any) -> Callable[..., Any]:
 
 LOADERS: dict[str, Callable[..., Any]] = {MLPFlowPolicy.type_name: _load_small(MLPFlowPolicy),
                                           GaussianPolicy.type_name: _load_small(GaussianPolicy),
-                                          Pi0Policy.type_name: Pi0Policy.from_pretrained}
+                                          Pi0Policy.type_name: Pi0Policy.from_pretrained,
+                                          Pi05Policy.type_name: Pi05Policy.from_pretrained}
 
 
 def make_policy(name_or_path: str | Path, **kwargs: Any) -> Any:
     """A fresh policy by name or one loaded from a folder holding config.json.
 
     "mlp" (and "gaussian", the PPO baseline) need obs_dim / action_dim (/ horizon ...).
-    "pi0" / "pi0-tiny" take any Pi0Config field
+    "pi0" / "pi0-tiny" / "pi05" / "pi05-tiny" take any Pi0Config field
     (e.g. dtype="bfloat16", chunk_size=10) plus tokenizer=, camera_map=, scope=, device=.
-    A pi0 folder takes tokenizer=, camera_map=, scope=, dtype=, device= (see Pi0Policy.from_pretrained).
+    A pi0 / pi05 folder takes tokenizer=, camera_map=, scope=, dtype=, device= (see
+    PaliGemmaPolicy.from_pretrained).
     """
     path = Path(name_or_path)
     if path.is_dir():
@@ -100,10 +111,11 @@ def make_policy(name_or_path: str | Path, **kwargs: Any) -> Any:
             return MLPFlowPolicy(MLPFlowConfig(**kwargs))
         if name == "gaussian":
             return GaussianPolicy(GaussianConfig(**kwargs))
-        if name in CONFIG_PRESETS:
+        if name in VLA_PRESETS:
+            preset, policy_class = VLA_PRESETS[name]
             known = {f.name for f in fields(Pi0Config)}
-            config = CONFIG_PRESETS[name](**{k: v for k, v in kwargs.items() if k in known})
-            return Pi0Policy.create(config, **{k: v for k, v in kwargs.items() if k not in known})
+            config = preset(**{k: v for k, v in kwargs.items() if k in known})
+            return policy_class.create(config, **{k: v for k, v in kwargs.items() if k not in known})
     except (TypeError, ValueError) as exc:
         raise PolicyError(f"cannot build {name!r}: {exc}") from None
     raise PolicyError(f"unknown policy {name!r}; known: {', '.join(POLICY_NAMES)} "

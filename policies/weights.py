@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +68,21 @@ def read_header(path: str | Path) -> dict[str, TensorInfo]:
         raise PolicyError(f"{path.name} has a corrupt safetensors header: {exc}") from None
 
 
+class KeyMap(dict[str, str]):
+    """Model key -> stored key (what a `fix_keys` returns), plus `dropped`: stored keys a loader
+    leaves out on purpose (LeRobot's pi0.5 loader skips a few of older layouts); a plain dict
+    drops nothing."""
+
+    def __init__(self, mapping: Mapping[str, str] | None = None, dropped: Iterable[str] = ()) -> None:
+        super().__init__(mapping or {})
+        self.dropped = frozenset(dropped)
+
+
+def dropped_keys(rename: Mapping[str, str]) -> frozenset[str]:
+    """The stored keys `rename` leaves out on purpose (none unless it is a KeyMap)."""
+    return rename.dropped if isinstance(rename, KeyMap) else frozenset()
+
+
 def _names(keys: list[str], limit: int = 4) -> str:
     shown = ", ".join(keys[:limit])
     return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
@@ -98,8 +113,8 @@ def expected_shapes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, tuple[i
 
 def renamed_shapes(header: Mapping[str, TensorInfo], rename: Mapping[str, str]) -> dict[str, tuple[int, ...]]:
     """Model key -> shape under `rename` (model key -> stored key); stored keys nothing maps to keep
-    their own name (and so show up as unexpected)."""
-    used = set(rename.values())
+    their own name (and so show up as unexpected), unless `rename` drops them."""
+    used = set(rename.values()) | dropped_keys(rename)
     return {**{old: header[old].shape for old in header if old not in used},
             **{new: header[old].shape for new, old in rename.items()}}
 

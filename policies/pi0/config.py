@@ -144,12 +144,17 @@ class Pi0Config:
         if data.get("use_relative_actions"):
             raise ValueError("use_relative_actions is true: fpoctl does not implement LeRobot's "
                              "relative/absolute action steps and would act on the wrong actions")
-        norms = {**NORMALIZATION, **(data.get("normalization_mapping") or {})}
+        cls.check_normalization(data.get("normalization_mapping") or {})
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def check_normalization(cls, mapping: dict[str, str]) -> None:
+        """ValueError unless config.json's normalization_mapping is LeRobot's pi0 default."""
+        norms = {**NORMALIZATION, **mapping}
         if norms != NORMALIZATION:
             raise ValueError(f"normalization_mapping {norms} is not supported: pi0 here normalises "
                              "state and actions by mean/std and leaves images as they are")
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 NORMALIZATION = {"VISUAL": "IDENTITY", "STATE": "MEAN_STD", "ACTION": "MEAN_STD"}
@@ -190,11 +195,14 @@ def full_config(**overrides: Any) -> Pi0Config:
     return Pi0Config(**overrides)
 
 
+TINY_SIZES: dict[str, Any] = dict(paligemma_variant="tiny", action_expert_variant="tiny_expert",
+                                  image_resolution=(32, 32), chunk_size=10)
+"""The CPU-test sizes (pi0's and pi0.5's tiny presets): small widths, 32 px images, short chunks."""
+
+
 def tiny_config(**overrides: Any) -> Pi0Config:
     """The CPU-test configuration: same architecture, small sizes, 32 px images, short chunks."""
-    base: dict[str, Any] = dict(paligemma_variant="tiny", action_expert_variant="tiny_expert",
-                                image_resolution=(32, 32), chunk_size=10, tokenizer_max_length=16)
-    return full_config(**{**base, **overrides})
+    return full_config(**{**TINY_SIZES, "tokenizer_max_length": 16, **overrides})
 
 
 CONFIG_PRESETS: dict[str, Any] = {"pi0": full_config, "pi0-tiny": tiny_config}

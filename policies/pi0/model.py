@@ -7,6 +7,8 @@ x_t = t * noise + (1 - t) * a and the network predicts u = noise - a.
 The paper's split: `embed_prefix` (images, then prompt tokens; bidirectional) is computed once per
 observation and kept as a KV cache; `embed_suffix` (state token, then H noisy-action tokens fused
 with the time) is what the expert re-runs for every Euler step and every Monte-Carlo (t, noise).
+`PaliGemmaFlowModel` holds what pi0 and pi0.5 (policies/pi05) share: the prefix, the cached and the
+joint velocity, the sampler and the shared-prefix CFM loss; each model says how its suffix is made.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from policies.pi0.siglip import SiglipVisionTower
 
 Tokens = tuple[Tensor, Tensor, Tensor]
 """A token sequence as the mask rule needs it: embeddings [B, N, W], valid [B, N], ar [B, N]."""
+Suffix = tuple[Tensor, Tensor, Tensor, Tensor | None]
+"""The expert's tokens (embeddings, valid, ar as in Tokens) and its adaRMS condition [B, W_expert]
+(pi0.5's time embedding; None for pi0, whose expert norms are plain)."""
 
 
 def make_attn_mask(valid: Tensor, ar: Tensor) -> Tensor:
@@ -80,36 +85,36 @@ class PaliGemma(nn.Module):
 
 
 class GemmaForCausalLM(nn.Module):
-    """The action expert: `model` (layers, norm) and an unused `lm_head` kept for the key layout."""
+    """The action expert: `model` (layers, norm; adaRMS norms given `cond_dim`) and an unused
+    `lm_head` kept for the key layout."""
 
-    def __init__(self, config: Pi0Config) -> None:
+    def __init__(self, config: Pi0Config, cond_dim: int | None = None) -> None:
         super().__init__()
-        self.model = GemmaModel(config.expert)
+        self.model = GemmaModel(config.expert, cond_dim=cond_dim)
         self.lm_head = nn.Linear(config.expert.width, config.vocab_size, bias=False)
 
 
 class PaliGemmaWithExpert(nn.Module):
     """The two transformers that share attention."""
 
-    def __init__(self, config: Pi0Config) -> None:
+    def __init__(self, config: Pi0Config, expert_cond_dim: int | None = None) -> None:
         super().__init__()
         self.paligemma = PaliGemma(config)
-        self.gemma_expert = GemmaForCausalLM(config)
+        self.gemma_expert = GemmaForCausalLM(config, expert_cond_dim)
 
 
-class Pi0Model(nn.Module):
-    """pi0: `paligemma_with_expert` plus the state/action/time heads."""
+class PaliGemmaFlowModel(nn.Module):
+    """`paligemma_with_expert` and the flow machinery of pi0 and pi0.5. A subclass adds its heads
+    (`action_out_proj` among them) and implements `_suffix`: the expert's tokens for x_t at t, made
+    from the batch entries it names in `suffix_keys` (cfm_loss repeats those N_mc times)."""
 
-    def __init__(self, config: Pi0Config) -> None:
+    suffix_keys: tuple[str, ...] = ()
+    action_out_proj: nn.Linear
+
+    def __init__(self, config: Pi0Config, expert_cond_dim: int | None = None) -> None:
         super().__init__()
         self.config = config
-        width = config.expert.width
-        self.paligemma_with_expert = PaliGemmaWithExpert(config)
-        self.state_proj = nn.Linear(config.max_state_dim, width)
-        self.action_in_proj = nn.Linear(config.max_action_dim, width)
-        self.action_time_mlp_in = nn.Linear(2 * width, width)
-        self.action_time_mlp_out = nn.Linear(width, width)
-        self.action_out_proj = nn.Linear(width, config.max_action_dim)
+        self.paligemma_with_expert = PaliGemmaWithExpert(config, expert_cond_dim)
 
     # -- parts -------------------------------------------------------------------------
     @property
@@ -176,6 +181,109 @@ class Pi0Model(nn.Module):
                                  gradient_checkpointing=self.config.gradient_checkpointing)
         return cache
 
+    # -- velocity: the expert over a suffix ----------------------------------------------
+    def _suffix(self, inputs: Mapping[str, Tensor], x_t: Tensor, t: Tensor) -> Suffix:
+        """The expert's tokens for x_t [B, H, D] at t [B], from `inputs` (the suffix_keys entries)."""
+        raise NotImplementedError
+
+    def _velocity_from_expert(self, out: Tensor) -> Tensor:
+        h = self.config.chunk_size
+        with self._autocast(False):
+            return self.action_out_proj(out[:, -h:].to(self.action_out_proj.weight.dtype))
+
+    def _velocity_cached(self, cache: KVCache, prefix_pad: Tensor, suffix: Suffix) -> Tensor:
+        """v [B, H, D] from the expert alone, attending to [prefix cache + suffix]; the suffix
+        positions continue after the valid prefix tokens."""
+        embs, pad, ar, cond = suffix
+        b, n = pad.shape
+        mask = torch.cat([prefix_pad[:, None, :].expand(b, n, prefix_pad.shape[1]),
+                          make_attn_mask(pad, ar)], dim=2)
+        positions = prefix_pad.sum(dim=1, keepdim=True) + torch.cumsum(pad.to(torch.int64), dim=1) - 1
+        (_, out), _ = joint_forward(self._stacks(), [None, embs], mask, positions, past=cache,
+                                    conds=[None, cond],
+                                    gradient_checkpointing=self.config.gradient_checkpointing)
+        return self._velocity_from_expert(out)
+
+    def _velocity_full(self, prefix: Tokens, suffix: Suffix) -> Tensor:
+        """v [B, H, D] from ONE joint pass over prefix + suffix (no cache; the reference path)."""
+        s_embs, s_pad, s_ar, cond = suffix
+        pad = torch.cat([prefix[1], s_pad], dim=1)
+        ar = torch.cat([prefix[2], s_ar], dim=1)
+        positions = torch.cumsum(pad.to(torch.int64), dim=1) - 1
+        (_, out), _ = joint_forward(self._stacks(), [prefix[0], s_embs], make_attn_mask(pad, ar), positions,
+                                    conds=[None, cond],
+                                    gradient_checkpointing=self.config.gradient_checkpointing)
+        return self._velocity_from_expert(out)
+
+    # -- flow matching -----------------------------------------------------------------
+    def _prefix_trainable(self) -> bool:
+        return torch.is_grad_enabled() and any(
+            p.requires_grad for p in self.paligemma_with_expert.paligemma.parameters())
+
+    def sample_actions(self, batch: Mapping[str, Any], noise: Tensor, *, steps: int = 10,
+                       explore_scale: float = 0.0, explore_steps: Sequence[int] | None = None,
+                       generator: torch.Generator | None = None, use_cache: bool = True) -> Tensor:
+        """Euler-integrate from `noise` [B, H, D] (zeros: zero-noise sampling) to action chunks.
+
+        With the cache (default) the prefix runs once and each step runs only the expert;
+        use_cache=False re-runs the whole joint model every step (same result, for checks).
+        """
+        with self.compute_precision():
+            prefix = self.embed_prefix(batch)
+            inputs = {k: batch[k] for k in self.suffix_keys}
+            if use_cache:
+                cache = self.prefix_cache(prefix)
+                def velocity(x: Tensor, t: Tensor) -> Tensor:
+                    return self._velocity_cached(cache, prefix[1], self._suffix(inputs, x, t))
+            else:
+                def velocity(x: Tensor, t: Tensor) -> Tensor:
+                    return self._velocity_full(prefix, self._suffix(inputs, x, t))
+            return flow.euler_sample(velocity, noise, steps=steps, explore_scale=explore_scale,
+                                     explore_steps=explore_steps, generator=generator)
+
+    def cfm_loss(self, batch: Mapping[str, Any], actions: Tensor, t: Tensor, noise: Tensor,
+                 mask: Tensor | None = None, reduction: str = "mean") -> Tensor:
+        """Per-sample CFM losses [B, N] for t [B, N], noise [B, N, H, D], actions [B, H, D].
+
+        The prefix runs ONCE; its KV cache is repeated along the batch so the N suffix passes run
+        as one batch of B * N. When no VLM parameter is trainable the prefix runs without autograd.
+        """
+        b, n = t.shape
+        with self.compute_precision():
+            with torch.set_grad_enabled(self._prefix_trainable()):
+                prefix = self.embed_prefix(batch)
+                cache = self.prefix_cache(prefix)
+            cache = [(k.repeat_interleave(n, dim=0), v.repeat_interleave(n, dim=0)) for k, v in cache]
+            inputs = {k: batch[k].repeat_interleave(n, dim=0) for k in self.suffix_keys}
+            x_t = flow.interpolate(actions, noise, t).flatten(0, 1)
+            v = self._velocity_cached(cache, prefix[1].repeat_interleave(n, dim=0),
+                                      self._suffix(inputs, x_t, t.flatten()))
+        return flow.cfm_loss(v.unflatten(0, (b, n)).float(), actions.float(), noise.float(), mask, reduction)
+
+    def prefix_features(self, batch: Mapping[str, Any]) -> Tensor:
+        """Mean over valid prefix tokens of the language model's final-normed output [B, W_vlm]."""
+        with self.compute_precision():
+            embs, pad, ar = self.embed_prefix(batch)
+            positions = torch.cumsum(pad.to(torch.int64), dim=1) - 1
+            (out, _), _ = joint_forward(self._stacks(), [embs, None], make_attn_mask(pad, ar), positions)
+        w = pad.to(torch.float32)[..., None]
+        return (out.float() * w).sum(dim=1) / w.sum(dim=1).clamp_min(1.0)
+
+
+class Pi0Model(PaliGemmaFlowModel):
+    """pi0: `paligemma_with_expert` plus the state/action/time heads."""
+
+    suffix_keys = ("state",)
+
+    def __init__(self, config: Pi0Config) -> None:
+        super().__init__(config)
+        width = config.expert.width
+        self.state_proj = nn.Linear(config.max_state_dim, width)
+        self.action_in_proj = nn.Linear(config.max_action_dim, width)
+        self.action_time_mlp_in = nn.Linear(2 * width, width)
+        self.action_time_mlp_out = nn.Linear(width, width)
+        self.action_out_proj = nn.Linear(width, config.max_action_dim)
+
     # -- suffix: state + noisy actions + time ------------------------------------------
     def embed_suffix(self, state: Tensor, x_t: Tensor, t: Tensor) -> Tokens:
         """state [B, S], x_t [B, H, D], t [B] -> 1 + H expert tokens; ar = [1, 1, 0, ..., 0].
@@ -196,82 +304,14 @@ class Pi0Model(nn.Module):
         ar[:, :2] = 1
         return embs, pad, ar
 
-    def _velocity_from_expert(self, out: Tensor) -> Tensor:
-        h = self.config.chunk_size
-        with self._autocast(False):
-            return self.action_out_proj(out[:, -h:].to(self.action_out_proj.weight.dtype))
+    def _suffix(self, inputs: Mapping[str, Tensor], x_t: Tensor, t: Tensor) -> Suffix:
+        return (*self.embed_suffix(inputs["state"], x_t, t), None)
 
     def velocity_cached(self, cache: KVCache, prefix_pad: Tensor, state: Tensor, x_t: Tensor,
                         t: Tensor) -> Tensor:
         """v [B, H, D] from the expert alone, attending to [prefix cache + suffix]."""
-        embs, pad, ar = self.embed_suffix(state, x_t, t)
-        b, n = pad.shape
-        mask = torch.cat([prefix_pad[:, None, :].expand(b, n, prefix_pad.shape[1]),
-                          make_attn_mask(pad, ar)], dim=2)
-        positions = prefix_pad.sum(dim=1, keepdim=True) + torch.cumsum(pad.to(torch.int64), dim=1) - 1
-        (_, out), _ = joint_forward(self._stacks(), [None, embs], mask, positions, past=cache,
-                                    gradient_checkpointing=self.config.gradient_checkpointing)
-        return self._velocity_from_expert(out)
+        return self._velocity_cached(cache, prefix_pad, self._suffix({"state": state}, x_t, t))
 
     def velocity_full(self, prefix: Tokens, state: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
         """v [B, H, D] from ONE joint pass over prefix + suffix (no cache; the reference path)."""
-        s_embs, s_pad, s_ar = self.embed_suffix(state, x_t, t)
-        pad = torch.cat([prefix[1], s_pad], dim=1)
-        ar = torch.cat([prefix[2], s_ar], dim=1)
-        positions = torch.cumsum(pad.to(torch.int64), dim=1) - 1
-        (_, out), _ = joint_forward(self._stacks(), [prefix[0], s_embs], make_attn_mask(pad, ar), positions,
-                                    gradient_checkpointing=self.config.gradient_checkpointing)
-        return self._velocity_from_expert(out)
-
-    # -- flow matching -----------------------------------------------------------------
-    def _prefix_trainable(self) -> bool:
-        return torch.is_grad_enabled() and any(
-            p.requires_grad for p in self.paligemma_with_expert.paligemma.parameters())
-
-    def sample_actions(self, batch: Mapping[str, Any], noise: Tensor, *, steps: int = 10,
-                       explore_scale: float = 0.0, explore_steps: Sequence[int] | None = None,
-                       generator: torch.Generator | None = None, use_cache: bool = True) -> Tensor:
-        """Euler-integrate from `noise` [B, H, D] (zeros: zero-noise sampling) to action chunks.
-
-        With the cache (default) the prefix runs once and each step runs only the expert;
-        use_cache=False re-runs the whole joint model every step (same result, for checks).
-        """
-        with self.compute_precision():
-            prefix = self.embed_prefix(batch)
-            state = batch["state"]
-            if use_cache:
-                cache = self.prefix_cache(prefix)
-                def velocity(x: Tensor, t: Tensor) -> Tensor:
-                    return self.velocity_cached(cache, prefix[1], state, x, t)
-            else:
-                def velocity(x: Tensor, t: Tensor) -> Tensor:
-                    return self.velocity_full(prefix, state, x, t)
-            return flow.euler_sample(velocity, noise, steps=steps, explore_scale=explore_scale,
-                                     explore_steps=explore_steps, generator=generator)
-
-    def cfm_loss(self, batch: Mapping[str, Any], actions: Tensor, t: Tensor, noise: Tensor,
-                 mask: Tensor | None = None, reduction: str = "mean") -> Tensor:
-        """Per-sample CFM losses [B, N] for t [B, N], noise [B, N, H, D], actions [B, H, D].
-
-        The prefix runs ONCE; its KV cache is repeated along the batch so the N suffix passes run
-        as one batch of B * N. When no VLM parameter is trainable the prefix runs without autograd.
-        """
-        b, n = t.shape
-        with self.compute_precision():
-            with torch.set_grad_enabled(self._prefix_trainable()):
-                prefix = self.embed_prefix(batch)
-                cache = self.prefix_cache(prefix)
-            cache = [(k.repeat_interleave(n, dim=0), v.repeat_interleave(n, dim=0)) for k, v in cache]
-            x_t = flow.interpolate(actions, noise, t).flatten(0, 1)
-            v = self.velocity_cached(cache, prefix[1].repeat_interleave(n, dim=0),
-                                     batch["state"].repeat_interleave(n, dim=0), x_t, t.flatten())
-        return flow.cfm_loss(v.unflatten(0, (b, n)).float(), actions.float(), noise.float(), mask, reduction)
-
-    def prefix_features(self, batch: Mapping[str, Any]) -> Tensor:
-        """Mean over valid prefix tokens of the language model's final-normed output [B, W_vlm]."""
-        with self.compute_precision():
-            embs, pad, ar = self.embed_prefix(batch)
-            positions = torch.cumsum(pad.to(torch.int64), dim=1) - 1
-            (out, _), _ = joint_forward(self._stacks(), [embs, None], make_attn_mask(pad, ar), positions)
-        w = pad.to(torch.float32)[..., None]
-        return (out.float() * w).sum(dim=1) / w.sum(dim=1).clamp_min(1.0)
+        return self._velocity_full(prefix, self._suffix({"state": state}, x_t, t))

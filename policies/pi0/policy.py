@@ -1,4 +1,6 @@
 """`Pi0Policy`: the pi0 network behind the FlowPolicy interface, with files, precision and scopes.
+`PaliGemmaPolicy` is what it shares with pi0.5's policy (policies/pi05): everything but the heads,
+how prompts are made and which folder layout it reads and writes.
 
 Env observations: `image/<camera>` uint8 [B, H, W, 3] (the camera map assigns env cameras to
 the model's slots base_0_rgb / left_wrist_0_rgb / right_wrist_0_rgb; a missing slot is a -1 image
@@ -11,7 +13,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import torch
@@ -21,9 +23,9 @@ from policies.errors import PolicyError
 from policies.pi0 import io
 from policies.pi0.config import CAMERAS, Pi0Config, unsupported_fields
 from policies.pi0.lora import add_lora, merged_state_dict
-from policies.pi0.model import Pi0Model
-from policies.pi0.preprocess import MeanStd, PromptTokenizer, pad_last, resize_with_pad
-from policies.weights import expected_shapes
+from policies.pi0.model import PaliGemmaFlowModel, Pi0Model
+from policies.pi0.preprocess import NORMALIZERS, Normalizer, PromptTokenizer, pad_last, resize_with_pad
+from policies.weights import dropped_keys, expected_shapes, read_header
 
 SCOPES = ("expert", "full", "lora")
 # Env camera names of the project's tasks (LIBERO, ALOHA); the model's own slot names map to themselves.
@@ -33,22 +35,31 @@ DEFAULT_CAMERA_MAP = {"agentview": "base_0_rgb", "top": "base_0_rgb", "wrist": "
 FP32_PARTS = ("vision_tower", "multi_modal_projector", "layernorm", ".norm.")
 
 
-class Pi0Policy(Pi0Model):
-    """pi0 as a FlowPolicy. Its `state_dict()` keys are exactly those of `lerobot/pi0_base` (plus
-    `lora_a`/`lora_b` while LoRA adapters are on; saving merges them)."""
+class PaliGemmaPolicy(PaliGemmaFlowModel):
+    """A PaliGemma flow VLA as a FlowPolicy (pi0, pi0.5). A family adds: `type_name`, `layout` (its
+    LeRobot folders), `heads()`, and, where its prompts differ from pi0's, `appends_newline` and
+    `prompt_tokens`. Its `state_dict()` keys are exactly LeRobot's (plus `lora_a`/`lora_b` while
+    LoRA adapters are on; saving merges them)."""
 
-    type_name = "pi0"
+    type_name: str
+    layout: io.FolderLayout
+    appends_newline = True
+    """Whether the tokenizer appends "\\n" to a prompt (pi0's newline step)."""
 
     def __init__(self, config: Pi0Config, *, scope: str = "expert", lora_rank: int = 16,
                  lora_alpha: float = 16.0) -> None:
         super().__init__(config)
         self.horizon, self.action_dim = config.chunk_size, config.max_action_dim
         self.critic_feature_dim = config.max_state_dim + config.vlm.width
-        self.processors = io.Processors(camera_map=dict(DEFAULT_CAMERA_MAP))
+        modes = self.layout.normalization
+        self.processors = io.Processors(state=NORMALIZERS[modes["STATE"]](),
+                                        action=NORMALIZERS[modes["ACTION"]](),
+                                        camera_map=dict(DEFAULT_CAMERA_MAP))
         self.tokenizer: PromptTokenizer | None = None
         self.raw_config: dict[str, Any] = {}
         self.load_warnings: list[str] = []
-        """config.json fields of a loaded folder that would change behaviour and are not honoured."""
+        """What a loaded folder holds that fpoctl does not honour (config.json fields that would change
+        behaviour) or leaves out (stored keys LeRobot's loader skips too)."""
         self.scope = scope
         self.lora_rank, self.lora_alpha = lora_rank, lora_alpha
         self._trainable: set[str] = set()
@@ -92,6 +103,10 @@ class Pi0Policy(Pi0Model):
         units += [(pg.lm_head, None, ()), (self.paligemma_with_expert.gemma_expert.lm_head, None, ())]
         return units
 
+    def heads(self) -> list[nn.Module]:
+        """The family's projections around the transformers (always trained)."""
+        raise NotImplementedError
+
     def set_trainable(self, scope: str) -> None:
         """expert: action expert + heads; full: everything but the two lm_heads (pi0 never decodes
         text; the prompt table embed_tokens trains); lora: adapters on both transformers'
@@ -100,9 +115,7 @@ class Pi0Policy(Pi0Model):
             raise PolicyError(f"unknown trainable scope {scope!r}; known: {', '.join(SCOPES)}")
         self.scope = scope
         self.requires_grad_(scope == "full")
-        heads = [self.state_proj, self.action_in_proj, self.action_time_mlp_in, self.action_time_mlp_out,
-                 self.action_out_proj]
-        for head in heads:
+        for head in self.heads():
             head.requires_grad_(True)
         if scope == "expert":
             self.action_expert.requires_grad_(True)
@@ -123,24 +136,27 @@ class Pi0Policy(Pi0Model):
 
     def set_tokenizer(self, model_file: str | Path) -> None:
         """Use this SentencePiece model for prompts."""
-        tokenizer = PromptTokenizer(model_file, self.config.tokenizer_max_length)
+        tokenizer = PromptTokenizer(model_file, self.config.tokenizer_max_length,
+                                    newline=self.appends_newline)
         if tokenizer.vocab_size > self.config.vocab_size:
             raise PolicyError(f"tokenizer {tokenizer.path} has {tokenizer.vocab_size} ids, the model only "
                               f"{self.config.vocab_size}")
         self.tokenizer = tokenizer
         self.processors.tokenizer_file = tokenizer.path
 
-    def set_stats(self, state: MeanStd | None = None, action: MeanStd | None = None) -> None:
-        """Mean/std normalisation of states and actions."""
+    def set_stats(self, state: Normalizer | None = None, action: Normalizer | None = None) -> None:
+        """The normalisation of states and actions (MeanStd or Quantiles)."""
         if state is not None:
             self.processors.state = state
         if action is not None:
             self.processors.action = action
 
     def fit_normalization(self, states: np.ndarray, actions: np.ndarray) -> None:
-        """Mean/std statistics of states [M, S] and actions [M, d] (e.g. from demonstrations)."""
+        """Statistics of states [M, S] and actions [M, d] (e.g. from demonstrations), in the modes the
+        policy normalises with (pi0 mean/std, pi0.5 quantiles)."""
         acts = actions.reshape(-1, actions.shape[-1])
-        self.set_stats(MeanStd(states.mean(0), states.std(0)), MeanStd(acts.mean(0), acts.std(0)))
+        state, action = self.processors.state, self.processors.action
+        self.set_stats(type(state).fit(states, state.eps), type(action).fit(acts, action.eps))
 
     @property
     def device(self) -> torch.device:
@@ -179,11 +195,18 @@ class Pi0Policy(Pi0Model):
         if len(prompts) != b:
             raise PolicyError(f"{len(prompts)} prompts for a batch of {b}")
         if self.tokenizer is None:
-            raise PolicyError("pi0 has no tokenizer: pass tokenizer=PATH (a SentencePiece .model file)")
-        tokens, token_masks = self.tokenizer(prompts)
-        norm_state = pad_last(self.processors.state.normalize(state), self.config.max_state_dim, "state")
+            raise PolicyError(f"{self.type_name} has no tokenizer: pass tokenizer=PATH (a SentencePiece "
+                              ".model file)")
+        norm_state = self.processors.state.normalize(state)
+        tokens, token_masks = self.prompt_tokens(prompts, norm_state)
         return {"images": images, "image_masks": masks, "tokens": tokens.to(device),
-                "token_masks": token_masks.to(device), "state": norm_state}
+                "token_masks": token_masks.to(device),
+                "state": pad_last(norm_state, self.config.max_state_dim, "state")}
+
+    def prompt_tokens(self, prompts: list[str], norm_state: Tensor) -> tuple[Tensor, Tensor]:
+        """Prompt ids and mask [B, L] (pi0: the task alone; the state goes to its own token)."""
+        assert self.tokenizer is not None
+        return self.tokenizer(prompts)
 
     def sample(self, batch: Mapping[str, Any], *, noise: Tensor | None = None, steps: int = 10,
                explore_scale: float = 0.0, explore_steps: Sequence[int] | None = None,
@@ -218,30 +241,33 @@ class Pi0Policy(Pi0Model):
         them); each is stored in its `stored_dtype`."""
         state = merged_state_dict(self, None if state_dict is None else dict(state_dict))
         state = {k: v.to(self.stored_dtype(k)) for k, v in state.items()}
-        io.write_folder(Path(folder), self.config, self.raw_config, state, self.processors)
+        io.write_folder(Path(folder), self.config, self.raw_config, state, self.processors, self.layout)
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, *, tokenizer: str | Path | None = None,
                         camera_map: Mapping[str, str] | None = None, scope: str = "expert",
                         dtype: str | None = None, gradient_checkpointing: bool | None = None,
                         lora_rank: int = 16, lora_alpha: float = 16.0,
-                        device: torch.device | str = "cpu") -> Pi0Policy:
+                        device: torch.device | str = "cpu") -> Self:
         """Load a LeRobot-layout folder strictly (every key and shape checked before loading)."""
         folder = Path(folder)
-        config, raw = io.read_config(folder)
+        config, raw = io.read_config(folder, cls.layout)
         if dtype is not None:
             config.dtype = dtype
         if gradient_checkpointing is not None:
             config.gradient_checkpointing = gradient_checkpointing
-        processors = io.read_processors(folder)
+        processors = io.read_processors(folder, cls.layout)
         with torch.device("meta"):
             policy = cls(config, scope="expert", lora_rank=lora_rank, lora_alpha=lora_alpha)
-        weights = io.read_weights(folder, expected_shapes(policy.state_dict()))
+        weights = io.read_weights(folder, expected_shapes(policy.state_dict()), cls.layout)
         policy.load_state_dict(weights, strict=True, assign=True)
         policy.set_trainable(scope)  # casts to each parameter's stored dtype on the CPU, then move
         policy.to(device)
         policy.raw_config = raw
-        policy.load_warnings = unsupported_fields(raw)
+        dropped = sorted(dropped_keys(cls.layout.fix_keys(read_header(folder / io.WEIGHTS))))
+        policy.load_warnings = unsupported_fields(raw) + (
+            [f"{len(dropped)} stored keys left out, as LeRobot's loader does: {', '.join(dropped[:3])}"
+             + (" ..." if len(dropped) > 3 else "")] if dropped else [])
         policy.processors = processors
         policy.set_camera_map(processors.camera_map | dict(camera_map or {}))
         tok = tokenizer or processors.tokenizer_file
@@ -252,8 +278,8 @@ class Pi0Policy(Pi0Model):
     @classmethod
     def create(cls, config: Pi0Config, *, tokenizer: str | Path | None = None,
                camera_map: Mapping[str, str] | None = None, scope: str = "expert", lora_rank: int = 16,
-               lora_alpha: float = 16.0, device: torch.device | str | None = None) -> Pi0Policy:
-        """A freshly initialised pi0 (random weights, identity normalisation) on `device` (default:
+               lora_alpha: float = 16.0, device: torch.device | str | None = None) -> Self:
+        """A freshly initialised policy (random weights, identity normalisation) on `device` (default:
         torch's current default device, so `with torch.device("meta")` allocates nothing)."""
         with torch.device(device) if device is not None else contextlib.nullcontext():
             policy = cls(config, scope=scope, lora_rank=lora_rank, lora_alpha=lora_alpha)
@@ -262,3 +288,15 @@ class Pi0Policy(Pi0Model):
         if tokenizer is not None:
             policy.set_tokenizer(tokenizer)
         return policy
+
+
+class Pi0Policy(PaliGemmaPolicy, Pi0Model):
+    """pi0 as a FlowPolicy; its keys are exactly those of `lerobot/pi0_base`."""
+
+    type_name = "pi0"
+    layout = io.PI0
+
+    def heads(self) -> list[nn.Module]:
+        """state_proj, action_in_proj, action_time_mlp_in/out, action_out_proj."""
+        return [self.state_proj, self.action_in_proj, self.action_time_mlp_in, self.action_time_mlp_out,
+                self.action_out_proj]
