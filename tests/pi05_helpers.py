@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from pi0_helpers import PROMPTS  # (as the LeRobot fixture script imports it too: tests/ on sys.path)
 
 from policies.pi05 import Pi05Policy, tiny_config
 from policies.pi05.policy import state_prompt
-from tests.pi0_helpers import PROMPTS
 
 
 def pi05_texts(n: int = 64, state_dim: int = 8, seed: int = 0) -> list[str]:

@@ -27,6 +27,9 @@ python >= 3.12 and torch < 2.12, it runs on 3.11 + torch 2.13 CPU with the patch
     $V/pip install --no-deps -e /work/main          # fpoctl's `policies` (only the size cross-check uses it)
     $V/python tools/make_lerobot_fixture.py --patch-venv
 
+The LeRobot-side helpers (venv and run-time patches, stand-in tokenizers, weight randomisation, the
+load check) live in tools/lerobot_oracle.py, shared with tools/make_lerobot_pi05_fixture.py.
+
 `--patch-venv` edits that venv's site-packages in place (idempotent):
   * the five lerobot files with PEP 695 syntax (processor/pipeline.py, utils/io_utils.py,
     motors/motors_bus.py, datasets/streaming_dataset.py, datasets/aggregate.py): `class X[T]` ->
@@ -36,7 +39,7 @@ python >= 3.12 and torch < 2.12, it runs on 3.11 + torch 2.13 CPU with the patch
     registrations fail beside the CPU torch (torchvision's C ops do not load), so they become
     `@(register_fake(...) if torchvision.extension._has_ops() else (lambda fn: fn))`.
 
-What the script patches in LeRobot AT RUN TIME (nothing on disk), see `patch_lerobot`:
+What the script patches in LeRobot AT RUN TIME (nothing on disk), see `lerobot_oracle.patch_lerobot`:
   * `modeling_pi0.get_gemma_config` also knows "tiny_8h" / "tiny_8h_expert" (the sizes below);
   * the HF configs `PaliGemmaWithExpertModel.__init__` builds (vocab 257152, SigLIP So400m with MLP 4304,
     projection 2048) are resized to vocab 512 / TINY_VISION / projection 64 just before the two
@@ -101,207 +104,47 @@ import argparse
 import contextlib
 import io
 import json
-import math
 import sys
-import sysconfig
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from lerobot_oracle import (
+    ACTION_DIM,
+    CAMERAS,
+    CHUNK,
+    EXPERT_VARIANT,
+    IMAGE,
+    MAX_DIM,
+    REPO,
+    SEED,
+    STATE_DIM,
+    TOLERANCE,
+    VLM_VARIANT,
+    VOCAB,
+    B,
+    Capture,
+    StandInTokenizer,
+    as_saved,
+    check_sizes_against_fpoctl,
+    dataset_stats,
+    load_with_lerobot,
+    max_diff,
+    patch_lerobot,
+    patch_venv,
+    policy_outputs,
+    randomise,
+)
+from torch import Tensor
 
-REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "fixtures" / "lerobot_pi0"
 GOLDEN = "golden.safetensors"
-SEED = 0
-B = 2
-
-VLM_VARIANT, EXPERT_VARIANT = "tiny_8h", "tiny_8h_expert"
-GEMMA_SIZES: dict[str, dict[str, int]] = {
-    VLM_VARIANT: dict(width=64, depth=2, mlp_dim=128, num_heads=8, num_kv_heads=1, head_dim=8),
-    EXPERT_VARIANT: dict(width=32, depth=2, mlp_dim=64, num_heads=8, num_kv_heads=1, head_dim=8),
-}
-VISION = dict(width=32, depth=2, mlp_dim=64, num_heads=2, patch_size=8)  # fpoctl's TINY_VISION
-VOCAB = 512
-IMAGE = 32
-CHUNK = 10
 TOKENS = 16
-MAX_DIM = 32
-STATE_DIM, ACTION_DIM = 8, 7
-CAMERAS = ("base_0_rgb", "left_wrist_0_rgb", "right_wrist_0_rgb")
 PROMPTS = ("put the black bowl on the plate", "open it")  # 33 ids -> truncated to 16; 9 ids -> padded
 POLICY_CAMERAS = CAMERAS[:2]  # right_wrist_0_rgb stays out of the policy-level batch: an empty camera
-LOADED_OK = "All keys loaded successfully"
-TOLERANCE = 1e-4  # fp32: LeRobot against itself differs by ~6e-6 (the loss) on differently aligned inputs
-
-# -- venv patches (on disk, --patch-venv) ------------------------------------------------------------
-PEP695_REWRITES: dict[str, list[tuple[str, str]]] = {
-    "lerobot/processor/pipeline.py": [
-        ("from typing import Any, TypedDict, TypeVar, cast",
-         "from typing import Any, Generic, TypedDict, TypeVar, cast"),
-        ("class DataProcessorPipeline[TInput, TOutput](HubMixin):",
-         "class DataProcessorPipeline(HubMixin, Generic[TInput, TOutput]):"),
-    ],
-    "lerobot/utils/io_utils.py": [
-        ("from typing import Any\n", "from typing import Any, TypeVar\n"),
-        ("def deserialize_json_into_object[T: JsonLike](fpath: Path, obj: T) -> T:",
-         '_T = TypeVar("_T")\n\n\ndef deserialize_json_into_object(fpath: Path, obj: _T) -> _T:'),
-    ],
-    "lerobot/motors/motors_bus.py": [
-        ("type NameOrID = str | int", "NameOrID = str | int"),
-        ("type Value = int | float", "Value = int | float"),
-    ],
-    "lerobot/datasets/streaming_dataset.py": [
-        ("from typing import Literal\n",
-         'from typing import Generic, Literal, TypeVar\n\nT = TypeVar("T")\n'),
-        ("class Backtrackable[T]:", "class Backtrackable(Generic[T]):"),
-    ],
-    "lerobot/datasets/aggregate.py": [
-        ("type FeatureDict = ", "FeatureDict = "),
-        ("type ChunkFile = ", "ChunkFile = "),
-        ("type VideoIndexState = ", "VideoIndexState = "),
-    ],
-    "torchvision/_meta_registrations.py": [
-        (f'@torch.library.register_fake("torchvision::{op}")',
-         f'@(torch.library.register_fake("torchvision::{op}") if torchvision.extension._has_ops()'
-         " else (lambda fn: fn))")
-        for op in ("nms", "qnms")
-    ],
-}
-
-
-def patch_venv() -> None:
-    """Rewrite the files in PEP695_REWRITES inside this interpreter's site-packages (idempotent)."""
-    site = Path(sysconfig.get_paths()["purelib"])
-    for rel, rewrites in PEP695_REWRITES.items():
-        path = site / rel
-        text = path.read_text()
-        for old, new in rewrites:
-            if text.count(old) == 1:
-                text = text.replace(old, new)
-            elif old in text or new not in text:
-                raise SystemExit(f"{path}: expected exactly one {old!r} (or the patched {new!r})")
-        path.write_text(text)
-        print(f"patched {path}")
-
-
-# -- run-time patches of LeRobot ----------------------------------------------------------------------
-class StandInTokenizer:
-    """Deterministic stand-in for the gated PaliGemma tokenizer, called the way LeRobot's
-    TokenizerProcessorStep calls a transformers tokenizer: BOS (2), then 3 + each UTF-8 byte;
-    truncation to max_length, right padding with id 0."""
-
-    bos, pad, offset = 2, 0, 3
-
-    def encode(self, text: str) -> list[int]:
-        """BOS + byte ids (no truncation)."""
-        return [self.bos] + [self.offset + b for b in text.encode("utf-8")]
-
-    def __call__(self, text: str | list[str], *, max_length: int, truncation: bool = True,
-                 padding: str = "max_length", padding_side: str = "right", return_tensors: str = "pt",
-                 **_: Any) -> dict[str, Tensor]:
-        if padding != "max_length" or padding_side != "right" or return_tensors != "pt":
-            raise ValueError("the stand-in tokenizer only pads right to max_length and returns torch tensors")
-        texts = [text] if isinstance(text, str) else list(text)
-        ids = torch.full((len(texts), max_length), self.pad, dtype=torch.int64)
-        mask = torch.zeros((len(texts), max_length), dtype=torch.int64)
-        for i, t in enumerate(texts):
-            row = self.encode(t)
-            if len(row) > max_length and not truncation:
-                raise ValueError(f"{t!r} is longer than {max_length} ids")
-            row = row[:max_length]
-            ids[i, : len(row)] = torch.tensor(row)
-            mask[i, : len(row)] = 1
-        return {"input_ids": ids, "attention_mask": mask}
-
-
-class _StandInAutoTokenizer:
-    @staticmethod
-    def from_pretrained(name: str, *args: Any, **kwargs: Any) -> StandInTokenizer:
-        print(f"(stand-in tokenizer for {name})")
-        return StandInTokenizer()
-
-
-_PATCHED = False
-
-
-def patch_lerobot() -> None:
-    """Teach LeRobot 0.6.1 the tiny sizes (see the module docstring); call before building a policy."""
-    global _PATCHED
-    if _PATCHED:
-        return
-    from lerobot.policies.pi0 import configuration_pi0, modeling_pi0
-    from lerobot.processor import tokenizer_processor
-
-    real_get = modeling_pi0.get_gemma_config
-
-    def get_gemma_config(variant: str) -> Any:
-        if variant in GEMMA_SIZES:
-            return modeling_pi0.GemmaConfig(**GEMMA_SIZES[variant])
-        return real_get(variant)
-
-    modeling_pi0.get_gemma_config = get_gemma_config
-
-    real_vlm = modeling_pi0.PaliGemmaForConditionalGenerationWithPiGemma
-    real_expert = modeling_pi0.PiGemmaForCausalLM
-
-    class SmallPaliGemma(real_vlm):  # type: ignore[misc, valid-type]
-        def __init__(self, config: Any) -> None:
-            if config.text_config.hidden_size == GEMMA_SIZES[VLM_VARIANT]["width"]:
-                config._vocab_size = VOCAB
-                config.image_token_index = VOCAB
-                config.text_config.vocab_size = VOCAB
-                vc = config.vision_config
-                vc.hidden_size, vc.num_hidden_layers = VISION["width"], VISION["depth"]
-                vc.intermediate_size, vc.num_attention_heads = VISION["mlp_dim"], VISION["num_heads"]
-                vc.patch_size = VISION["patch_size"]
-                vc.projection_dim = config.text_config.hidden_size
-                config.text_config.num_image_tokens = (vc.image_size // vc.patch_size) ** 2
-            super().__init__(config)
-
-    class SmallExpert(real_expert):  # type: ignore[misc, valid-type]
-        def __init__(self, config: Any, **kwargs: Any) -> None:
-            if config.hidden_size == GEMMA_SIZES[EXPERT_VARIANT]["width"]:
-                config.vocab_size = VOCAB
-            super().__init__(config, **kwargs)
-
-    modeling_pi0.PaliGemmaForConditionalGenerationWithPiGemma = SmallPaliGemma
-    modeling_pi0.PiGemmaForCausalLM = SmallExpert
-
-    cfg_cls = configuration_pi0.PI0Config
-    real_post_init = cfg_cls.__post_init__
-
-    def post_init(self: Any) -> None:
-        names = (self.paligemma_variant, self.action_expert_variant)
-        if self.paligemma_variant == VLM_VARIANT:
-            self.paligemma_variant = "gemma_2b"
-        if self.action_expert_variant == EXPERT_VARIANT:
-            self.action_expert_variant = "gemma_300m"
-        try:
-            real_post_init(self)
-        finally:
-            self.paligemma_variant, self.action_expert_variant = names
-
-    cfg_cls.__post_init__ = post_init
-    tokenizer_processor.AutoTokenizer = _StandInAutoTokenizer
-    _PATCHED = True
 
 
 # -- building the fixture -------------------------------------------------------------------------------
-def dataset_stats(gen: torch.Generator) -> dict[str, dict[str, Tensor]]:
-    """LIBERO-like MEAN_STD stats (plus min/max and image stats that IDENTITY ignores)."""
-    def stat(dim: int, mean_scale: float) -> dict[str, Tensor]:
-        mean = torch.randn(dim, generator=gen) * mean_scale
-        std = 0.2 + torch.rand(dim, generator=gen) * 1.3
-        return {"mean": mean, "std": std, "min": mean - 3 * std, "max": mean + 3 * std}
-
-    stats = {"observation.state": stat(STATE_DIM, 0.8), "action": stat(ACTION_DIM, 0.5)}
-    for cam in CAMERAS:
-        stats[f"observation.images.{cam}"] = {"mean": torch.full((3, 1, 1), 0.45),
-                                              "std": torch.full((3, 1, 1), 0.25)}
-    return stats
-
-
 def make_config() -> Any:
     """The LeRobot PI0Config of the fixture."""
     from lerobot.configs import FeatureType, PolicyFeature
@@ -315,26 +158,6 @@ def make_config() -> Any:
                      chunk_size=CHUNK, n_action_steps=CHUNK, max_state_dim=MAX_DIM, max_action_dim=MAX_DIM,
                      image_resolution=(IMAGE, IMAGE), tokenizer_max_length=TOKENS, input_features=inputs,
                      output_features=outputs, device="cpu", push_to_hub=False)
-
-
-def randomise(model: nn.Module, gen: torch.Generator) -> None:
-    """Seeded non-trivial weights: matrices N(0, 1/fan_in), LayerNorm weights 1 + 0.1 N, other 1-d 0.1 N."""
-    layernorm_weights = {f"{name}.weight" for name, m in model.named_modules() if isinstance(m, nn.LayerNorm)}
-    params = dict(model.named_parameters(remove_duplicate=False))
-    seen: set[int] = set()
-    for name in sorted(params):
-        p = params[name]
-        if id(p) in seen:
-            raise SystemExit(f"{name} shares its tensor with another parameter (tied weights?)")
-        seen.add(id(p))
-        with torch.no_grad():
-            noise = torch.randn(p.shape, generator=gen, dtype=torch.float32)
-            if p.dim() >= 2:
-                p.copy_(noise / math.sqrt(math.prod(p.shape[1:])))
-            elif name in layernorm_weights:
-                p.copy_(1.0 + 0.1 * noise)
-            else:
-                p.copy_(0.1 * noise)
 
 
 def build_policy() -> Any:
@@ -351,22 +174,6 @@ def build_policy() -> Any:
     assert float(pg.model.language_model.embed_tokens.embed_scale) == 8.0
     policy.eval()
     return policy
-
-
-def check_sizes_against_fpoctl() -> None:
-    """Fail when fpoctl's size tables no longer say what this script builds (skipped without fpoctl)."""
-    try:
-        from policies.pi0 import config as fc
-    except ImportError:
-        print("fpoctl's policies package is not importable: size cross-check skipped")
-        return
-    for name, sizes in GEMMA_SIZES.items():
-        if fc.GEMMA_VARIANTS[name].__dict__ != sizes:
-            raise SystemExit(f"fpoctl's {name} is {fc.GEMMA_VARIANTS[name]}, this script builds {sizes}")
-    vision = fc.VISION_FOR_VLM[VLM_VARIANT].__dict__
-    if vision != VISION or fc.VOCAB_FOR_VLM[VLM_VARIANT] != VOCAB:
-        raise SystemExit(f"fpoctl's {VLM_VARIANT} vision / vocab {vision} / {fc.VOCAB_FOR_VLM[VLM_VARIANT]} "
-                         f"differ from {VISION} / {VOCAB}")
 
 
 def model_inputs(gen: torch.Generator) -> dict[str, Tensor]:
@@ -386,27 +193,12 @@ def model_inputs(gen: torch.Generator) -> dict[str, Tensor]:
             "sample_noise": torch.randn((B, CHUNK, MAX_DIM), generator=gen)}
 
 
-class _Capture:
-    """Collects action_out_proj's outputs (the velocities) while active."""
-
-    def __init__(self, module: nn.Module) -> None:
-        self.outputs: list[Tensor] = []
-        self.handle = module.register_forward_hook(
-            lambda _m, _i, out: self.outputs.append(out.detach().clone()))
-
-    def __enter__(self) -> _Capture:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.handle.remove()
-
-
 def model_outputs(model: Any, x: dict[str, Tensor]) -> dict[str, Tensor]:
     """LeRobot PI0Pytorch's outputs on the model-level inputs."""
     images, masks = list(x["images"]), list(x["image_masks"])
     args = (images, masks, x["lang_tokens"], x["lang_masks"], x["state"])
     with torch.no_grad():
-        with _Capture(model.action_out_proj) as cap:
+        with Capture(model.action_out_proj) as cap:
             loss = model.forward(*args, x["actions"], x["noise"], x["time"])
         assert len(cap.outputs) == 1
         v_t = cap.outputs[0]
@@ -414,7 +206,7 @@ def model_outputs(model: Any, x: dict[str, Tensor]) -> dict[str, Tensor]:
         x_t = t * x["noise"] + (1 - t) * x["actions"]
         torch.testing.assert_close(loss, (x["noise"] - x["actions"] - v_t) ** 2, rtol=0, atol=0)
         embs, pad, _ = model.embed_prefix(images, masks, x["lang_tokens"], x["lang_masks"])
-        with _Capture(model.action_out_proj) as cap:
+        with Capture(model.action_out_proj) as cap:
             sampled = model.sample_actions(*args, noise=x["sample_noise"].clone(), num_steps=10)
         assert len(cap.outputs) == 10
     return {"x_t": x_t, "loss": loss, "v_t": v_t, "prefix_embs": embs, "prefix_pad_masks": pad,
@@ -428,35 +220,6 @@ def policy_inputs(gen: torch.Generator, stats: dict[str, dict[str, Tensor]]) -> 
     for cam in POLICY_CAMERAS:
         out[f"policy_image_{cam}"] = torch.rand((B, 3, IMAGE, IMAGE), generator=gen)
     out["policy_noise"] = torch.randn((B, CHUNK, MAX_DIM), generator=gen)
-    return out
-
-
-def policy_outputs(policy: Any, pre: Any, post: Any, x: dict[str, Tensor]) -> dict[str, Tensor]:
-    """LeRobot's preprocessor -> predict_action_chunk (fixed noise) -> postprocessor; select_action agrees."""
-    batch: dict[str, Any] = {"observation.state": x["policy_raw_state"].clone(), "task": list(PROMPTS)}
-    for cam in POLICY_CAMERAS:
-        batch[f"observation.images.{cam}"] = x[f"policy_image_{cam}"].clone()
-    processed = pre(batch)
-    policy.model.sample_noise = lambda shape, device: x["policy_noise"].clone().to(device)
-    try:
-        policy.reset()
-        chunk = policy.predict_action_chunk(processed)
-        policy.reset()
-        steps = torch.stack([policy.select_action(processed) for _ in range(CHUNK)], dim=1)
-    finally:
-        del policy.model.sample_noise
-    torch.testing.assert_close(steps, chunk, rtol=0, atol=0)
-    return {"policy_lang_tokens": processed["observation.language.tokens"],
-            "policy_lang_masks": processed["observation.language.attention_mask"],
-            "policy_norm_state": processed["observation.state"], "policy_actions_norm": chunk,
-            "policy_actions": post(chunk)}
-
-
-def _tensors(d: dict[str, Tensor]) -> dict[str, Tensor]:
-    out = {}
-    for k, v in d.items():
-        v = v.detach().cpu().contiguous()
-        out[k] = v.float() if v.is_floating_point() else v
     return out
 
 
@@ -478,14 +241,14 @@ def make_fixture(out: Path) -> None:
     mx = model_inputs(gen)
     golden = {**mx, **model_outputs(policy.model, mx)}
     px = policy_inputs(gen, stats)
-    golden |= {**px, **policy_outputs(policy, pre, post, px)}
+    golden |= {**px, **policy_outputs(policy, pre, post, px, PROMPTS, POLICY_CAMERAS)}
     import lerobot
     import transformers
 
     # one metadata key: safetensors writes several in a random order (the file would not be reproducible)
     meta = {"fixture": json.dumps({"prompts": PROMPTS, "seed": SEED, "lerobot": lerobot.__version__,
                                    "transformers": transformers.__version__, "torch": torch.__version__})}
-    save_file(_tensors(golden), str(out / GOLDEN), metadata=meta)
+    save_file(as_saved(golden), str(out / GOLDEN), metadata=meta)
     for name in sorted(golden):
         print(f"  {name:32s} {golden[name].dtype!s:14s} {list(golden[name].shape)}")
 
@@ -496,30 +259,12 @@ def make_fixture(out: Path) -> None:
 
 
 # -- checking a folder with LeRobot ---------------------------------------------------------------------
-def _max_diff(a: Tensor, b: Tensor) -> float:
-    return float((a.float() - b.float()).abs().max())
-
-
-def load_with_lerobot(folder: Path) -> Any:
-    """LeRobot's PI0Policy.from_pretrained; exit when its log lacks 'All keys loaded successfully'."""
+def load_pi0(folder: Path) -> Any:
+    """LeRobot's PI0Policy.from_pretrained, every key loaded (else exit)."""
     from lerobot.policies.pi0.modeling_pi0 import PI0Policy
 
-    patch_lerobot()
-    log = io.StringIO()
-    error: Exception | None = None
-    with contextlib.redirect_stdout(log):
-        try:
-            policy = PI0Policy.from_pretrained(str(folder), local_files_only=True)
-        except Exception as exc:  # e.g. a config.json field LeRobot's PI0Config does not have
-            error = exc
-    text = log.getvalue()
-    print("\n".join("  | " + line for line in text.splitlines()))
-    if error is not None:
-        raise SystemExit(f"FAIL: LeRobot cannot load {folder}: {type(error).__name__}: {error}")
-    if LOADED_OK not in text:
-        raise SystemExit(f"FAIL: LeRobot did not load every key of {folder} (no {LOADED_OK!r} in its log)")
-    policy.eval()
-    return policy
+    patch_lerobot("pi0")
+    return load_with_lerobot(PI0Policy, folder)
 
 
 def check_folder(folder: Path, golden_path: Path | None = None, quiet: bool = False) -> tuple[str, bool]:
@@ -538,16 +283,16 @@ def check_folder(folder: Path, golden_path: Path | None = None, quiet: bool = Fa
         raise SystemExit(f"{golden_path} holds other prompts than this script: {prompts}")
     if quiet:
         with contextlib.redirect_stdout(io.StringIO()):
-            policy = load_with_lerobot(folder)
+            policy = load_pi0(folder)
     else:
-        policy = load_with_lerobot(folder)
+        policy = load_pi0(folder)
     lines = [f"LeRobot on {folder} vs {golden_path} (max abs diff, tolerance {TOLERANCE:g}):"]
     ok = True
 
     def report(got: dict[str, Tensor]) -> None:
         nonlocal ok
         for k, v in got.items():
-            diff = _max_diff(v, golden[k])
+            diff = max_diff(v, golden[k])
             ok = ok and diff <= TOLERANCE
             flag = "" if diff <= TOLERANCE else "  <-- FAIL"
             lines.append(f"  {k:22s} {diff:.3g}  (scale {float(golden[k].float().abs().max()):.3g}){flag}")
@@ -559,7 +304,7 @@ def check_folder(folder: Path, golden_path: Path | None = None, quiet: bool = Fa
         pre, post = make_pre_post_processors(policy.config, pretrained_path=str(folder))
         px = {k: golden[k] for k in golden if k in ("policy_raw_state", "policy_noise")
               or k.startswith("policy_image_")}
-        pout = policy_outputs(policy, pre, post, px)
+        pout = policy_outputs(policy, pre, post, px, PROMPTS, POLICY_CAMERAS)
         names_pre = [type(s).__name__ for s in pre.steps]
         names_post = [type(s).__name__ for s in post.steps]
         lines.append(f"  processors loaded: pre {names_pre}; post {names_post}")
