@@ -21,10 +21,13 @@ from fpoctl.errors import FpoctlError
 BUILTIN_ALIASES: dict[str, str] = {
     "pi0": "lerobot/pi0_base",
     "pi0-libero": "lerobot/pi0_libero_finetuned",
+    "pi05": "lerobot/pi05_base",
+    "pi05-libero": "lerobot/pi05_libero_finetuned",
 }
-# pi0's checkpoints do not ship the PaliGemma SentencePiece model; this (gated) repo does.
+# pi0's and pi0.5's checkpoints do not ship the PaliGemma SentencePiece model; this (gated) repo does.
 BUILTIN_TOKENIZERS: dict[str, str] = {
     "pi0": "hf://google/paligemma-3b-pt-224/tokenizer.model",
+    "pi05": "hf://google/paligemma-3b-pt-224/tokenizer.model",
 }
 CONFIG_FILE = "aliases.toml"
 HF_SCHEME = "hf://"

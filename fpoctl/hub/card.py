@@ -16,6 +16,9 @@ KEY_HYPERPARAMETERS = (
     "steps_per_iteration", "batch_size", "minibatch_size", "epochs", "update_epochs", "explore_scale",
     "explore_steps", "critic", "n_critics", "ensemble_size", "polyak", "tau", "max_grad_norm", "seed",
 )
+LEROBOT_CLASSES = {"pi0": ("lerobot.policies.pi0.modeling_pi0", "PI0Policy"),
+                   "pi05": ("lerobot.policies.pi05.modeling_pi05", "PI05Policy")}
+"""The LeRobot class that loads a pushed folder, by config.json "type"."""
 SECRET_KEY = re.compile(r"token|secret|password|passwd|api[_-]?key|credential", re.IGNORECASE)
 
 
@@ -112,9 +115,9 @@ def render(f: CardFacts) -> str:
     if f.curves_file:
         out += ["", f"![Training curves]({f.curves_file})"]
     out += ["", "## Use", "", "```bash", f"fpoctl pull {f.repo}", "```", ""]
-    if f.policy_type == "pi0":
-        out += ["With LeRobot:", "", "```python",
-                "from lerobot.policies.pi0.modeling_pi0 import PI0Policy", "",
-                f'policy = PI0Policy.from_pretrained("{f.repo}")', "```", ""]
+    if f.policy_type in LEROBOT_CLASSES:
+        module, cls = LEROBOT_CLASSES[f.policy_type]
+        out += ["With LeRobot:", "", "```python", f"from {module} import {cls}", "",
+                f'policy = {cls}.from_pretrained("{f.repo}")', "```", ""]
     out += ["## Files", ""] + [f"- `{name}`" for name in f.files] + [""]
     return "\n".join(out)
