@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-from typing import Annotated
+from typing import NoReturn
 
-import typer
-from rich.markup import escape
+INTERRUPTED = "interrupted (Ctrl-C)"
 
-from fpoctl import __version__
-from fpoctl.commands import dash, db, demo, doctor, evaluate, hub, jobs, runs, tasks, train
-from fpoctl.commands.common import err_console
-from fpoctl.errors import FpoctlError
-from fpoctl.settings import Settings
+
+def _interrupted_while_starting() -> NoReturn:
+    """A Ctrl-C before the commands are loaded: one line, exit 130 (rich may be half-imported)."""
+    sys.stderr.write(f"error: {INTERRUPTED}\n")
+    sys.exit(130)
+
+
+try:  # the commands import the store, rich and typer: a Ctrl-C meanwhile is one line too
+    from pathlib import Path
+    from typing import Annotated
+
+    import typer
+    from rich.markup import escape
+
+    from fpoctl import __version__
+    from fpoctl.commands import dash, db, demo, doctor, evaluate, hub, jobs, runs, tasks, train
+    from fpoctl.commands.common import err_console
+    from fpoctl.errors import FpoctlError
+    from fpoctl.settings import Settings
+except KeyboardInterrupt:
+    _interrupted_while_starting()
 
 app = typer.Typer(
     name="fpoctl",
@@ -70,27 +84,44 @@ def root(
     ctx.obj = Settings.resolve(home, db_url)
 
 
+def _error(message: str) -> None:
+    """One red `error:` line on stderr."""
+    err_console.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def _by_ctrl_c(exc: BaseException) -> bool:
+    """Whether an exit is Typer's answer to a Ctrl-C (it turns KeyboardInterrupt into exit 130)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def main() -> None:
-    """Console-script entry point: user errors become one red line and exit code 1."""
+    """Console-script entry point: user errors become one red line and exit code 1 (a Ctrl-C: 130)."""
     try:
         app()
+    except SystemExit as exc:
+        if exc.code == 130 and _by_ctrl_c(exc):
+            _error(INTERRUPTED)
+        raise
     except FpoctlError as exc:
-        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        _error(str(exc))
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted[/]")
+        _error(INTERRUPTED)
         sys.exit(130)
     except OSError as exc:  # disk full, permissions, ...: the system's words, on one line
-        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        _error(str(exc))
         sys.exit(1)
     except Exception as exc:
         from sqlalchemy.exc import SQLAlchemyError
 
         if not isinstance(exc, SQLAlchemyError):
             raise
-        cause = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-        err_console.print(f"[red]error:[/] store: {escape(cause)} (is another process holding a "
-                          "write lock on the database?)", highlight=False, soft_wrap=True)
+        _error(f"store: {str(getattr(exc, 'orig', None) or exc).splitlines()[0]}")
         sys.exit(1)
 
 

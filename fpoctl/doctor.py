@@ -10,6 +10,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
+from fpoctl.envs.headless import RENDER_PROBE, render_fix
 from fpoctl.settings import Settings
 
 
@@ -21,16 +22,6 @@ class Check:
     status: str  # "ok" | "warn" | "fail"
     detail: str
     hint: str = ""
-
-
-_RENDER_PROBE = """
-import mujoco
-m = mujoco.MjModel.from_xml_string(
-    '<mujoco><worldbody><light pos="0 0 1"/><geom type="sphere" size=".1"/></worldbody></mujoco>')
-d = mujoco.MjData(m); mujoco.mj_forward(m, d)
-r = mujoco.Renderer(m, 32, 32); r.update_scene(d); img = r.render()
-print(img.shape, int(img.max()))
-"""
 
 
 def check_python() -> Check:
@@ -74,15 +65,13 @@ def check_renderer(timeout: float = 60.0) -> Check:
     backend = env.setdefault("MUJOCO_GL", "egl")
     env.setdefault("PYOPENGL_PLATFORM", backend)
     try:
-        out = subprocess.run([sys.executable, "-c", _RENDER_PROBE], env=env, timeout=timeout,
+        out = subprocess.run([sys.executable, "-c", RENDER_PROBE], env=env, timeout=timeout,
                              capture_output=True, text=True)
     except subprocess.TimeoutExpired:
         return Check("renderer", "fail", f"MUJOCO_GL={backend} hung", "try MUJOCO_GL=osmesa")
     if out.returncode != 0:
         last = (out.stderr.strip().splitlines() or ["unknown error"])[-1]
-        return Check("renderer", "fail", f"MUJOCO_GL={backend}: {last}",
-                     "apt-get install libegl1 libgl1-mesa-dri libosmesa6; "
-                     "or set MUJOCO_GL=osmesa")
+        return Check("renderer", "fail", f"MUJOCO_GL={backend}: {last}", render_fix(backend))
     return Check("renderer", "ok", f"MUJOCO_GL={backend} rendered a test scene")
 
 

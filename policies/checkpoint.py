@@ -7,6 +7,7 @@ compares them key by key with the header; any problem is a one-line `PolicyError
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,14 +100,29 @@ def read_policy_type(folder: Path) -> tuple[str, dict[str, Any]]:
 
 
 def _check_processors(folder: Path) -> None:
-    """Every `state_file` a processor JSON names exists and has a valid header; no relative actions."""
+    """Every `state_file` a processor JSON names lies in the folder, exists and has a valid header;
+    no relative actions."""
     for name in (pi0_io.PRE, pi0_io.POST):
         if (folder / name).is_file():
+            where = str(folder / name)
             steps = pi0_io.read_json(folder / name).get("steps", [])
-            pi0_io.check_action_steps(steps, str(folder / name))
+            if not isinstance(steps, list) or not all(isinstance(step, dict) for step in steps):
+                raise PolicyError(f"{where}: steps must be a list of objects")
+            pi0_io.check_action_steps(steps, where)
             for step in steps:
                 if "state_file" in step:
-                    read_header(folder / step["state_file"])
+                    read_header(inside(folder, step["state_file"], f"{where}: state_file"))
+
+
+def inside(folder: Path, name: object, what: str) -> Path:
+    """`folder / name` when `name` is a relative path that stays in the folder (checked on the path
+    itself: a Hub cache links its files to blobs elsewhere); refused otherwise."""
+    if not isinstance(name, str) or not name:
+        raise PolicyError(f"{what} must be a file name, got {name!r}")
+    path = Path(os.path.normpath(folder / name))
+    if Path(name).is_absolute() or not path.is_relative_to(os.path.normpath(folder)):
+        raise PolicyError(f"{what} {name!r} points outside the policy folder {folder}; refusing to read it")
+    return path
 
 
 def inspect_checkpoint(folder: str | Path) -> CheckpointInfo:
@@ -118,8 +134,8 @@ def inspect_checkpoint(folder: str | Path) -> CheckpointInfo:
     checked = CHECKED_TYPES[kind]
     try:
         expected = checked.expected(cfg)
-    except (TypeError, ValueError) as exc:
-        raise PolicyError(f"{folder / 'config.json'}: {exc}") from None
+    except (TypeError, ValueError, RuntimeError) as exc:  # RuntimeError: sizes torch refuses
+        raise PolicyError(f"{folder / 'config.json'}: {(str(exc).splitlines() or [repr(exc)])[0]}") from None
     header = read_header(folder / WEIGHTS)
     rename = checked.fix_keys(header)
     check_keys(expected, renamed_shapes(header, rename), f"{folder / WEIGHTS} does not match {kind}")

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from policies.state_policy import StatePolicy
+from policies.state_policy import StatePolicy, check_config
 
 
 @dataclass
@@ -29,6 +29,12 @@ class GaussianConfig:
     depth: int = 3
     init_log_std: float = -0.5
     obs_clip: float | None = None  # |normalised state| limit; set when statistics are fitted
+
+    def __post_init__(self) -> None:
+        check_config(self, ("obs_dim", "action_dim", "horizon", "hidden", "depth"))
+        value = self.init_log_std
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ValueError(f"init_log_std must be a finite number, got {value!r}")
 
 
 class GaussianPolicy(StatePolicy):

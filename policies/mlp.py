@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from policies import flow
-from policies.state_policy import StatePolicy
+from policies.state_policy import StatePolicy, check_config
 
 
 @dataclass
@@ -28,6 +28,11 @@ class MLPFlowConfig:
     depth: int = 3
     time_dim: int = 32
     obs_clip: float | None = None  # |normalised state| limit; set when statistics are fitted
+
+    def __post_init__(self) -> None:
+        check_config(self, ("obs_dim", "action_dim", "horizon", "hidden", "depth", "time_dim"))
+        if self.time_dim % 2:
+            raise ValueError(f"time_dim must be even (sin and cos halves), got {self.time_dim}")
 
 
 class MLPFlowPolicy(StatePolicy):

@@ -4,6 +4,7 @@ a normalised "state" input, actions in the env's [-1, 1] box, and config.json + 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -21,6 +22,19 @@ from torch import Tensor, nn
 # normalised state is clipped. A policy without fitted statistics sees its raw state, unclipped.
 OBS_STD_FLOOR = 0.05
 OBS_CLIP = 5.0
+
+
+def check_config(config: Any, sizes: tuple[str, ...]) -> None:
+    """ValueError naming the first bad value of a small policy's config (a config.json may hold
+    anything): `sizes` are integers >= 1, `obs_clip` is null or a finite number > 0."""
+    for name in sizes:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    clip = config.obs_clip
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, int | float)
+                             or not 0 < clip < math.inf):
+        raise ValueError(f"obs_clip must be null or a finite number > 0, got {clip!r}")
 
 
 class StatePolicy(nn.Module):

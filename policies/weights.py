@@ -65,7 +65,7 @@ def read_header(path: str | Path) -> dict[str, TensorInfo]:
             out[name] = TensorInfo(dtype, shape)
         return out
     except (ValueError, KeyError, TypeError, UnicodeDecodeError, struct.error) as exc:
-        raise PolicyError(f"{path.name} has a corrupt safetensors header: {exc}") from None
+        raise PolicyError(f"{path} has a corrupt safetensors header: {exc}") from None
 
 
 class KeyMap(dict[str, str]):
@@ -104,6 +104,11 @@ def check_keys(expected: Mapping[str, tuple[int, ...]], found: Mapping[str, tupl
         problems.append(f"{len(wrong)} wrong shape: {_names(shapes, 2)}")
     if problems:
         raise PolicyError(f"{what}: " + "; ".join(problems))
+
+
+def nonfinite(tensors: Mapping[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors holding NaN or inf (legal to load, suspicious to use)."""
+    return [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
 
 
 def expected_shapes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:

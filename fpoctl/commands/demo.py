@@ -3,6 +3,7 @@ behaviour-cloned prior -> FPO fine-tuning, with the success rate before and afte
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
 import typer
@@ -26,6 +27,7 @@ def demo(
     from fpoctl.envs import get_task
     from fpoctl.train.config import FinetuneConfig, SFTConfig
     from fpoctl.train.finetune_job import finetune
+    from fpoctl.train.preflight import check_demo
     from fpoctl.train.recipes import recipe_for
     from fpoctl.train.sft_job import sft
 
@@ -36,18 +38,18 @@ def demo(
         raise FpoctlError(f"the demo needs a task with a scripted expert and a recipe, e.g. "
                           f"fast-goal or libero-spatial/0; {task} has "
                           f"{'no expert' if spec.expert is None else 'no recipe'}")
-    spec.require_installed()
+    sft_cfg = SFTConfig(task=task, seed=seed, **recipe.sft)
+    ft_cfg = FinetuneConfig(task=task, seed=seed, **recipe.finetune)
+    check_demo(cfg, sft_cfg, ft_cfg)
     console.print(f"[bold]1/2[/] behaviour cloning a flow policy on [bold]{task}[/] from scripted "
                   f"expert demonstrations ({recipe.note})")
     with progress_bar("SFT", "step") as update:
-        prior = sft(cfg, SFTConfig(task=task, seed=seed, **recipe.sft),
-                           name=f"{task}-demo-prior", progress=update)
+        prior = sft(cfg, sft_cfg, name=f"{task}-demo-prior", progress=update)
     console.print(f"[bold]2/2[/] FPO fine-tuning run {prior.run_id}'s policy online "
                   "(evaluates the prior first)")
     with progress_bar("FPO", "iter") as update:
-        result = finetune(cfg, FinetuneConfig(task=task, seed=seed, init=str(prior.run_id),
-                                                     **recipe.finetune),
-                                 name=f"{task}-demo-fpo", progress=update)
+        result = finetune(cfg, replace(ft_cfg, init=str(prior.run_id)), name=f"{task}-demo-fpo",
+                          progress=update)
     before = result.before.get("eval/success_rate", 0.0)
     after = result.after.get("eval/success_rate", 0.0)
     episodes = int(result.after.get("eval/episodes", 0))

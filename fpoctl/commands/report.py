@@ -60,9 +60,10 @@ def summary(result: JobResult, kind: str) -> None:
 
 
 @contextmanager
-def attached_progress(foreground: bool) -> Iterator[Update | None]:
-    """A progress bar when the job trains in this process (it appears with the first iteration;
-    a torchrun job attached to this terminal prints its own lines), else nothing."""
+def attached_progress(foreground: bool, title: str = "FPO", unit: str = "iter") -> Iterator[Update | None]:
+    """A progress bar when the job trains in this process (it appears with the first iteration,
+    after the pre-flight; a torchrun job attached to this terminal prints its own lines), else
+    nothing."""
     if not foreground:
         yield None
         return
@@ -72,7 +73,7 @@ def attached_progress(foreground: bool) -> Iterator[Update | None]:
         def update(step: int, total: int, metrics: dict[str, float]) -> None:
             nonlocal bar
             if bar is None:
-                bar = stack.enter_context(progress_bar("FPO", "iter"))
+                bar = stack.enter_context(progress_bar(title, unit))
             bar(step, total, metrics)
 
         yield update

@@ -16,7 +16,7 @@ from fpoctl.commands.placement import (
     NNodesOpt,
     NodeRankOpt,
 )
-from fpoctl.commands.report import attached_progress, progress_bar, report_started, summary
+from fpoctl.commands.report import attached_progress, report_started, summary
 from fpoctl.errors import FpoctlError
 from fpoctl.train.config import FinetuneConfig, SFTConfig, as_dict, field_docs, resolve
 
@@ -71,7 +71,8 @@ def finetune(
     """
     from fpoctl import jobs
 
-    launch = jobs.Launch(nproc=nproc or len(_gpu_list(gpus) or [0]), nnodes=nnodes, node_rank=node_rank,
+    launch = jobs.Launch(nproc=len(_gpu_list(gpus) or [0]) if nproc is None else nproc, nnodes=nnodes,
+                         node_rank=node_rank,
                          master_addr=master_addr, master_port=master_port)
     if resume:
         with attached_progress(foreground) as update:
@@ -129,7 +130,7 @@ def sft(
         return
     from fpoctl.train.sft_job import sft
 
-    with progress_bar("SFT", "step") as update:
+    with attached_progress(True, "SFT", "step") as update:
         result = sft(settings(ctx), cfg, name=name, progress=update)
     summary(result, "sft")
 

@@ -17,7 +17,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from fpoctl.envs.base import TaskSpec, register
+from fpoctl.envs.base import TaskSpec, check_env_options, register
 from fpoctl.envs.headless import use_headless_gl
 
 ALOHA_TASKS = {
@@ -115,7 +115,9 @@ def _spec(name: str) -> TaskSpec:
         name=name, backend="aloha", description=f"ALOHA sim: {ALOHA_TASKS[name][1]}",
         max_steps=EPISODE_STEPS, make=make, obs_modes=("pixels",),
         requires=("gym_aloha", "dm_control", "mujoco"), install_hint=INSTALL_HINT, dense_reward=True,
-        action_dim=14, observation="top RGB 480x640, 14-d joints, prompt", tags=("pixels",))
+        action_dim=14, observation="top RGB 480x640, 14-d joints, prompt", tags=("pixels",),
+        validate=lambda mode, kwargs: check_env_options(name, AlohaEnv, kwargs, task=name, obs_mode=mode,
+                                                        seed=0))
 
 
 for _name in ALOHA_TASKS:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
 
+from fpoctl.envs.headless import can_render
 from fpoctl.errors import FpoctlError
 
 
@@ -59,6 +61,8 @@ class TaskSpec:
     subtasks: Callable[[], tuple[str, ...]] | None = None  # a suite: its tasks' prompts (LIBERO)
     subtask_kwarg: str | None = None  # env kwarg that pins a suite's env to one of its tasks
     budget_kwarg: str | None = None  # env kwarg of the episode budget, when the env has its own
+    # the backend's own pre-flight of (obs mode, env kwargs): cheap, no episode is run (see `check`)
+    validate: Callable[[str, dict[str, Any]], None] | None = None
 
     @property
     def default_obs_mode(self) -> str:
@@ -92,14 +96,41 @@ class TaskSpec:
             return {self.subtask_kwarg: subtask, **(self.sweep(num_envs, seed) if self.sweep else {})}
         return self.sweep(num_envs, seed) if self.sweep else {}
 
-    def make_env(self, obs_mode: str | None = None, seed: int | None = None, **kwargs) -> gym.Env:
-        """A new env of this task (raises a clear error when its simulator is missing)."""
-        self.require_installed()
+    def obs_mode(self, obs_mode: str | None) -> str:
+        """`obs_mode`, or the task's default; a one-line error for a mode the task does not have."""
         mode = obs_mode or self.default_obs_mode
         if mode not in self.obs_modes:
             raise FpoctlError(f"task {self.name} has no observation mode {mode!r}; "
                               f"choose from {', '.join(self.obs_modes)}")
-        return self.make(obs_mode=mode, seed=seed, **kwargs)
+        return mode
+
+    def check(self, obs_mode: str | None = None, env_kwargs: dict[str, Any] | None = None) -> str:
+        """What a job needs of this task, checked before it starts: its simulator installed, a
+        known observation mode, the backend's own checks (a Box action space, config files, env
+        options) and, for images, a renderer. Returns the observation mode."""
+        self.require_installed()
+        mode = self.obs_mode(obs_mode)
+        if self.validate is not None:
+            self.validate(mode, dict(env_kwargs or {}))
+        if mode == "pixels":
+            ok, why = can_render()
+            if not ok:
+                raise TaskUnavailableError(f"task {self.name} renders images, but {why}")
+        return mode
+
+    def make_env(self, obs_mode: str | None = None, seed: int | None = None, **kwargs) -> gym.Env:
+        """A new env of this task (raises a clear error when its simulator is missing)."""
+        self.require_installed()
+        return self.make(obs_mode=self.obs_mode(obs_mode), seed=seed, **kwargs)
+
+
+def check_env_options(task_name: str, make: Callable[..., Any], kwargs: dict[str, Any], **fixed: Any) -> None:
+    """A one-line error when `make` (an env class or factory) takes no such keyword as one of
+    `kwargs` (the config's env_kwargs); `fixed` are the arguments fpoctl passes itself."""
+    try:
+        inspect.signature(make).bind(**fixed, **kwargs)
+    except TypeError as exc:
+        raise FpoctlError(f"env_kwargs {sorted(kwargs)} do not fit task {task_name}: {exc}") from None
 
 
 _REGISTRY: dict[str, TaskSpec] = {}

@@ -8,13 +8,14 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from fpoctl.envs.base import Expert, TaskSpec, register
+from fpoctl.envs.base import Expert, TaskSpec, check_env_options, register
 
 BANDIT_MODES = np.array([[0.5, 0.5], [-0.5, -0.5]], dtype=np.float32)
 BANDIT_WIDTH = 0.15
@@ -104,15 +105,22 @@ class GoalExpert(Expert):
         return np.clip(a, -1.0, 1.0).astype(np.float32)
 
 
+def _options(name: str, env: type[gym.Env]) -> Callable[[str, dict[str, Any]], None]:
+    """The pre-flight of a fast task: its env takes no options beyond the observation mode and seed."""
+    return lambda mode, kwargs: check_env_options(name, env, kwargs, obs_mode=mode, seed=0)
+
+
 register(TaskSpec(
     name="fast-bandit", backend="fast", max_steps=1,
     description="one-step bandit with two equally good action modes (NumPy)",
     make=lambda obs_mode="state", seed=None: BimodalBandit(obs_mode, seed),
     expert=BanditExpert, dense_reward=True, tags=("test",), action_dim=2, observation="2-d constant",
+    validate=_options("fast-bandit", BimodalBandit),
 ))
 register(TaskSpec(
     name="fast-goal", backend="fast", max_steps=GoalReach.MAX_STEPS,
     description="sparse-reward 2-D goal reaching, four goals, 40 steps (NumPy)",
     make=lambda obs_mode="state", seed=None: GoalReach(obs_mode, seed),
     expert=GoalExpert, tags=("test",), action_dim=2, observation="4-d position and goal offset",
+    validate=_options("fast-goal", GoalReach),
 ))

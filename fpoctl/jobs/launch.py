@@ -50,6 +50,8 @@ class Launch:
             raise FpoctlError(f"--node-rank must be in 0..{self.nnodes - 1}, got {self.node_rank}")
         if self.nnodes > 1 and not self.master_addr:
             raise FpoctlError("--nnodes > 1 needs --master-addr (the address of node 0)")
+        if self.master_port is not None and not 1 <= self.master_port <= 65535:
+            raise FpoctlError(f"--master-port must be a port in 1..65535, got {self.master_port}")
 
 
 def worker_argv(run_id: int | None, launch: Launch) -> list[str]:

@@ -29,6 +29,8 @@ def last_lines(path: Path, lines: int) -> tuple[str, int]:
 def show_log(settings: Settings, run_ref: int | str, write: Callable[[str], None], *, lines: int = 0,
              follow: bool = False, poll: float = 0.5) -> None:
     """Write the run's log; with `follow`, keep writing what is appended until the job ends."""
+    if lines < 0:
+        raise FpoctlError(f"--lines must be 0 (all) or more, got {lines}")
     with Store(settings.db_url) as store:
         run = store.get_run(run_ref)
         path, run_dir = log_path(settings, run.id), settings.run_dir(run.id)

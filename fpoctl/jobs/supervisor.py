@@ -37,12 +37,16 @@ def main(argv: list[str] | None = None) -> int:
     child = subprocess.Popen(command, pass_fds=(args.lock_fd,))
     if forwarded:  # a stop that arrived while the child was being started
         child.send_signal(signal.SIGTERM)
+    from fpoctl.errors import FpoctlError
     from fpoctl.jobs.launch import TORCHRUN, settle  # the store's imports, while the child starts
     from fpoctl.settings import Settings
 
     returncode = child.wait()
-    status = settle(Settings.resolve(), args.run_id, returncode, distributed=TORCHRUN in command,
-                    stop_requested=bool(forwarded))
+    try:
+        status = settle(Settings.resolve(), args.run_id, returncode, distributed=TORCHRUN in command,
+                        stop_requested=bool(forwarded))
+    except FpoctlError as exc:  # a store that cannot be written (a full disk): say so in the log
+        status = f"not recorded ({exc})"
     print(f"[fpoctl] job of run {args.run_id} ended: {status} (exit code {returncode})", flush=True)
     return 0
 

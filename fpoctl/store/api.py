@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from fpoctl.errors import NotFoundError
+from fpoctl.errors import FpoctlError, NotFoundError
 from fpoctl.store import db, metrics
 from fpoctl.store.models import Checkpoint, Evaluation, Event, Model, Push, Run
 
@@ -78,6 +78,8 @@ class Store:
 
     def list_runs(self, *, status: str | None = None, limit: int | None = None) -> list[Run]:
         """Runs, newest first."""
+        if limit is not None and limit < 1:
+            raise FpoctlError(f"--limit must be at least 1, got {limit}")
         query = sa.select(Run).order_by(Run.id.desc())
         if status:
             query = query.where(Run.status == status)

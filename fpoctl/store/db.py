@@ -47,6 +47,14 @@ def head_revision() -> str:
     return ScriptDirectory.from_config(alembic_config()).get_current_head() or ""
 
 
+def database_file(url: str) -> Path | None:
+    """The file of an SQLite store (None: a server database, an in-memory one, or no URL at all)."""
+    try:
+        return _sqlite_path(sa.make_url(url))
+    except sa.exc.ArgumentError:
+        return None
+
+
 def _sqlite_path(url: sa.URL) -> Path | None:
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
         return None
@@ -62,8 +70,32 @@ def _set_sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None
     cur.close()
 
 
+WRITE_FAILURES = {
+    "database is locked": "is another process holding a write lock on it? FPOCTL_DB_BUSY_TIMEOUT_S "
+                          "waits longer",
+    "database or disk is full": "free some space on its disk, or move the store (--db / --home)",
+    "readonly database": "the store cannot be written: make it writable, or use another --db / --home",
+    "disk i/o error": "the disk failed to read or write it",
+}
+"""SQLite's words for a store that cannot take a write (a fragment of the message) -> what to do."""
+
+
+def _write_failure(context: sa.engine.ExceptionContext) -> None:
+    """Engine hook: a write the store cannot take (locked, full, read-only, I/O) is a one-line
+    StoreError naming the database and what to do; other errors pass unchanged."""
+    exc = context.original_exception
+    if not isinstance(exc, sqlite3.OperationalError):
+        return
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    for fragment, fix in WRITE_FAILURES.items():
+        if fragment in message.lower():
+            where = context.engine.url.database if context.engine is not None else "?"
+            raise StoreError(f"store {where}: {message} ({fix})") from None
+
+
 def make_engine(url: str) -> Engine:
-    """An engine with fpoctl's settings: for SQLite WAL, busy timeout and foreign keys."""
+    """An engine with fpoctl's settings: for SQLite WAL, busy timeout and foreign keys, and
+    one-line errors for writes it cannot take."""
     try:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError:
@@ -76,6 +108,7 @@ def make_engine(url: str) -> Engine:
             parsed, connect_args={"timeout": busy_timeout_ms() / 1000, "check_same_thread": False}
         )
         event.listen(engine, "connect", _set_sqlite_pragmas)
+        event.listen(engine, "handle_error", _write_failure)
         return engine
     try:
         return sa.create_engine(parsed, pool_pre_ping=True)

@@ -12,6 +12,7 @@ from typing import NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from fpoctl.errors import StoreError
 from fpoctl.store.models import Metric
 
 _metrics = Metric.__table__
@@ -38,7 +39,9 @@ class KeyedRow(NamedTuple):
 
 class MetricWriter:
     """Buffers metric rows and inserts them in batches: every `max_rows` rows, every
-    `max_seconds` (a background flusher), and on `close()` / exit."""
+    `max_seconds` (a background flusher), and on `close()` / exit. When a batch cannot be written
+    (a full disk, a read-only or locked store) the writer stops: the next `log` / `flush` raises
+    that error as a StoreError in the caller's thread (the flusher thread never raises)."""
 
     def __init__(
         self, engine: Engine, run_id: int, *, max_rows: int = 1000, max_seconds: float = 1.0
@@ -48,12 +51,16 @@ class MetricWriter:
         self._rows: list[dict] = []
         self._lock = threading.Lock()
         self._closed = threading.Event()
+        self._failed: str | None = None  # why a batch could not be written
         self._flusher = threading.Thread(target=self._flush_periodically, daemon=True)
         self._flusher.start()
         atexit.register(self.close)
 
     def log(self, step: int, values: Mapping[str, float]) -> None:
-        """Queue one row per key (non-finite values are skipped: NaN never reaches a plot)."""
+        """Queue one row per key (non-finite values are skipped: NaN never reaches a plot); raises
+        the StoreError of a batch that could not be written."""
+        if self._failed is not None:
+            raise StoreError(self._failed)
         now = time.time()
         rows = [
             {"run_id": self.run_id, "step": int(step), "key": k, "value": float(v), "time": now}
@@ -69,24 +76,37 @@ class MetricWriter:
     def flush(self) -> int:
         """Insert everything buffered in one transaction; returns the number of rows written."""
         with self._lock:
+            if self._failed is not None:
+                raise StoreError(self._failed)
             rows, self._rows = self._rows, []
             if rows:
-                with self.engine.begin() as conn:
-                    conn.execute(sa.insert(_metrics), rows)
+                try:
+                    with self.engine.begin() as conn:
+                        conn.execute(sa.insert(_metrics), rows)
+                except Exception as exc:
+                    self._failed = (str(exc) if isinstance(exc, StoreError)
+                                    else f"store: metrics could not be written: {type(exc).__name__}: "
+                                         f"{(str(exc).splitlines() or [''])[0]}")
+                    raise StoreError(self._failed) from None
         return len(rows)
 
     def close(self) -> None:
-        """Flush what is left and stop the background flusher (idempotent)."""
+        """Flush what is left and stop the background flusher (idempotent; after a failed write
+        there is nothing more to flush, and nothing is raised again)."""
         if self._closed.is_set():
             return
         self._closed.set()
-        self._flusher.join(timeout=5)
-        self.flush()
         atexit.unregister(self.close)
+        self._flusher.join(timeout=5)
+        if self._failed is None:
+            self.flush()
 
     def _flush_periodically(self) -> None:
         while not self._closed.wait(self.max_seconds):
-            self.flush()
+            try:
+                self.flush()
+            except StoreError:
+                return  # the trainer hears of it at its next log or flush
 
     def __enter__(self) -> MetricWriter:
         return self

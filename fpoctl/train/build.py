@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from fpoctl.store import Store
 from policies.base import FlowPolicy
 from policies.checkpoint import inspect_checkpoint
 from policies.registry import DEFAULT_SCOPE, PolicyError, PolicyFamily, family_of, make_policy
+from policies.weights import nonfinite
 
 
 def resolve_device(name: str) -> torch.device:
@@ -25,9 +27,14 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise FpoctlError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise FpoctlError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise FpoctlError(f"device {name} asked for, but torch sees no CUDA GPU here")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise FpoctlError(f"device {name} asked for, but torch sees {torch.cuda.device_count()} CUDA "
+                          "GPU(s) here")
     return device
 
 
@@ -58,7 +65,21 @@ def resolve_source(store: Store, ref: str) -> tuple[Path, int | None]:
                       "(see `fpoctl runs list`, `fpoctl models list`)")
 
 
-def _family_kwargs(family: PolicyFamily, tokenizer: str | None, scope: str, dtype: str | None
+def training_config(policy_folder: Path) -> dict[str, Any]:
+    """The resolved config a checkpoint was trained with ({} for folders not written by fpoctl)."""
+    meta = policy_folder.parent / "meta.json"
+    if policy_folder.name != "policy" or not meta.is_file():
+        return {}
+    try:
+        config = json.loads(meta.read_text()).get("config") or {}
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        raise FpoctlError(f"{meta} is not a checkpoint's meta.json (not a JSON object)") from None
+    if not isinstance(config, dict):
+        raise FpoctlError(f"{meta}: its config is not a JSON object")
+    return dict(config)
+
+
+def family_kwargs(family: PolicyFamily, tokenizer: str | None, scope: str, dtype: str | None
                    ) -> dict[str, Any]:
     """The options a family takes (scope, dtype, tokenizer), or an error naming one it does not."""
     if scope != DEFAULT_SCOPE and scope not in family.scopes:
@@ -79,7 +100,7 @@ def load_policy_folder(folder: Path, device: torch.device, *, tokenizer: str | N
                        scope: str = DEFAULT_SCOPE, dtype: str | None = None) -> FlowPolicy:
     """A saved policy on `device` (dtype None: the precision it was saved with)."""
     try:
-        kwargs = _family_kwargs(family_of(folder), tokenizer, scope, dtype)
+        kwargs = family_kwargs(family_of(folder), tokenizer, scope, dtype)
         return make_policy(folder, **kwargs).to(device)
     except PolicyError as exc:
         raise FpoctlError(str(exc)) from None
@@ -95,7 +116,7 @@ def build_policy(name: str, task: TaskSpec, obs_mode: str | None, *, horizon: in
         return load_policy_folder(init_folder, device, tokenizer=tokenizer, scope=scope, dtype=dtype)
     try:
         family = family_of(name)
-        kwargs = _family_kwargs(family, tokenizer, scope, dtype)
+        kwargs = family_kwargs(family, tokenizer, scope, dtype)
         if not family.needs_tokenizer:  # a small state policy: sized to the task
             env = task.make_env(obs_mode, seed=0)
             try:
@@ -106,6 +127,17 @@ def build_policy(name: str, task: TaskSpec, obs_mode: str | None, *, horizon: in
         return make_policy(name, **kwargs).to(device)
     except PolicyError as exc:
         raise FpoctlError(str(exc)) from None
+
+
+def load_warnings(policy: FlowPolicy) -> list[str]:
+    """What a loaded policy warns about: its family's notes (pi0: config fields it ignores) and
+    weights holding NaN or inf (legal, but its actions will be NaN)."""
+    notes = list(getattr(policy, "load_warnings", ()))
+    if bad := nonfinite(policy.state_dict()):
+        more = f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""
+        notes.append(f"the checkpoint's weights hold NaN or inf values in {bad[0]}{more}: its actions "
+                     "will be NaN")
+    return notes
 
 
 def tokenizer_for(home: Path, folder: Path | None, explicit: str | None) -> str | None:

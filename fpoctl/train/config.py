@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
 import tomllib
 import typing
 from dataclasses import dataclass
@@ -194,7 +195,7 @@ def resumable(run: Any) -> FinetuneConfig:
     """The config of a stored run that can resume: a fine-tuning run with iterations left."""
     if run.kind != "finetune":
         raise FpoctlError(f"run {run.id} is a {run.kind} run; only finetune runs resume")
-    cfg = FinetuneConfig(**run.config)
+    cfg = stored(FinetuneConfig, run.config, f"run {run.id}")
     if run.status == "finished" and run.step >= cfg.iterations:
         raise FpoctlError(f"run {run.id} is finished ({run.step} iterations); nothing to resume")
     return cfg
@@ -206,7 +207,10 @@ def resolve(cls: type, toml_path: str | Path | None = None, overrides: list[str]
     values: dict[str, Any] = {}
     if toml_path:
         try:
-            values.update(tomllib.loads(Path(toml_path).read_text()))
+            values.update(tomllib.loads(Path(toml_path).read_text(encoding="utf-8")))
+        except UnicodeDecodeError as exc:
+            raise FpoctlError(f"cannot read config {toml_path}: not UTF-8 text (byte {exc.start}); "
+                              "a TOML file is UTF-8") from None
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise FpoctlError(f"cannot read config {toml_path}: {exc}") from None
     values.update({k: v for k, v in explicit.items() if v is not None})
@@ -221,8 +225,25 @@ def resolve(cls: type, toml_path: str | Path | None = None, overrides: list[str]
         raise FpoctlError(f"unknown config key(s) {', '.join(unknown)}; "
                           f"known: {', '.join(fields)}")
     cfg = cls(**values)
+    check(cfg)
+    return cfg
+
+
+def check(cfg: Any) -> None:
+    """One-line errors for values of the wrong type or out of range (also for configs built in
+    code, such as a recipe's, or stored with a run)."""
     _check_types(cfg)
     _check_values(cfg)
+
+
+def stored(cls: type, data: dict[str, Any], what: str) -> Any:
+    """A config stored with a run (an older fpoctl may have written other keys), checked."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        raise FpoctlError(f"{what} has config key(s) this fpoctl does not know: {', '.join(unknown)}")
+    cfg = cls(**data)
+    check(cfg)
     return cfg
 
 
@@ -262,6 +283,8 @@ def _check_types(cfg: Any) -> None:
         if not ok:
             want = " or ".join(_TYPE_WORDS.get(k, k.__name__) for k in kinds if k is not type(None))
             raise FpoctlError(f"config {f.name} must be {want}, got {value!r}")
+        if isinstance(value, float) and (math.isnan(value) or (math.isinf(value) and f.name not in NO_LIMIT)):
+            raise FpoctlError(f"config {f.name} must be a finite number, got {value!r}")
         setattr(cfg, f.name, value)
 
 
@@ -278,13 +301,15 @@ AT_LEAST_ONE = ("iterations", "horizon", "hidden", "num_envs", "rollout_chunks",
                 "flow_steps", "n_mc", "update_epochs", "minibatch_size", "critic_hidden",
                 "critic_epochs", "q_ensemble_size", "q_value_samples", "eval_every", "eval_episodes",
                 "checkpoint_every", "keep_checkpoints", "max_nan_updates", "nproc",
-                "expert_episodes", "steps", "batch_size")
+                "expert_episodes", "steps", "batch_size", "log_every")
 """Counts that must be >= 1."""
 NOT_NEGATIVE = ("cpu_threads", "explore_scale", "clip_eps", "loss_clamp", "diff_clamp",
-                "max_grad_norm", "critic_warmup", "expert_noise")
+                "max_grad_norm", "critic_warmup", "expert_noise", "seed")
 """Numbers that must be >= 0."""
-POSITIVE = ("actor_lr", "critic_lr", "lr")
+POSITIVE = ("actor_lr", "critic_lr", "lr", "target_kl")
 """Numbers that must be > 0."""
+NO_LIMIT = ("clip_eps", "loss_clamp", "diff_clamp", "max_grad_norm", "target_kl")
+"""Limits that may be inf (no limit); every other number must be finite, and none may be NaN."""
 
 
 def _check_values(cfg: Any) -> None:
@@ -296,12 +321,18 @@ def _check_values(cfg: Any) -> None:
     for group, ok, what in ((AT_LEAST_ONE, lambda v: v >= 1, "at least 1"),
                             (NOT_NEGATIVE, lambda v: v >= 0, "0 or more"),
                             (POSITIVE, lambda v: v > 0, "more than 0")):
-        for name in names.intersection(group):
-            if not ok(getattr(cfg, name)):
+        for name in sorted(names.intersection(group)):
+            if getattr(cfg, name) is not None and not ok(getattr(cfg, name)):
                 raise FpoctlError(f"config {name} must be {what}, got {getattr(cfg, name)!r}")
     for name in ("gamma", "gae_lambda", "q_tau"):
         if name in names and not 0 <= getattr(cfg, name) <= 1:
             raise FpoctlError(f"config {name} must be between 0 and 1, got {getattr(cfg, name)!r}")
+    for name in names.intersection(("explore_steps", "gpus")):
+        top = cfg.flow_steps - 1 if name == "explore_steps" else math.inf
+        values = getattr(cfg, name) or []
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= top for v in values):
+            where = f"Euler steps 0..{top}" if name == "explore_steps" else "GPU indices (0 or more)"
+            raise FpoctlError(f"config {name} must list {where}, got {values!r}")
 
 
 def as_dict(cfg: Any) -> dict[str, Any]:

@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from fpoctl import metric_names as names
-from fpoctl.envs import get_task
 from fpoctl.settings import Settings
 from fpoctl.store import Store
-from fpoctl.train import checkpoint as ckpt
-from fpoctl.train.build import load_policy_folder, resolve_device, resolve_source, tokenizer_for
+from fpoctl.train import preflight
+from fpoctl.train.build import load_policy_folder, load_warnings, training_config
 from fpoctl.train.job import seed_everything
 from fpoctl.train.protocol import EvalProgress, EvalResult, Evaluator, check_eval_input
 
@@ -32,14 +31,6 @@ class EvalReport:
         """Metrics at the top level (as before), the tasks and the settings."""
         return {**self.result.metrics, "setup": self.setup,
                 "tasks": [t.record() for t in self.result.tasks]}
-
-
-def training_config(policy_folder: Path) -> dict[str, Any]:
-    """The resolved config a checkpoint was trained with ({} for folders not written by fpoctl)."""
-    meta = policy_folder.parent / "meta.json"
-    if policy_folder.name != "policy" or not meta.is_file():
-        return {}
-    return dict(ckpt.read_meta(policy_folder.parent).get("config") or {})
 
 
 def checkpoint_action_steps(folder: Path) -> int | None:
@@ -73,26 +64,26 @@ def evaluate_policy(settings: Settings, source: str, *, task_name: str, episodes
     exec_steps default to those the checkpoint was trained with. `notify` hears the settings
     before the episodes start."""
     check_eval_input(episodes, max_steps=max_steps, exec_steps=exec_steps, num_envs=num_envs,
-                     noise=noise)
-    task = get_task(task_name)
-    dev = resolve_device(device)
-    settings.ensure_home()
+                     noise=noise, seed=seed, flow_steps=flow_steps)
+    preflight.check_store(settings)
     with Store(settings.db_url) as store:
-        folder, run_id = resolve_source(store, source)
-        trained = training_config(folder)
-        obs_mode = obs_mode or trained.get("obs_mode")
+        ready = preflight.check_eval(settings, store, source, task_name, obs_mode=obs_mode, device=device,
+                                     tokenizer=tokenizer)
+        task, dev, folder, run_id = ready.task, ready.device, ready.folder, ready.source_run
+        assert folder is not None
+        trained, obs_mode = training_config(folder), ready.obs_mode
         steps, steps_from = resolve_exec_steps(exec_steps, folder, trained)
-        policy = load_policy_folder(folder, dev, tokenizer=tokenizer_for(settings.home, folder, tokenizer))
+        policy = load_policy_folder(folder, dev, tokenizer=ready.tokenizer)
         if steps > policy.horizon:
             steps, steps_from = policy.horizon, f"{steps_from}, cut to the policy's chunk"
         budget = max_steps or task.max_steps
         setup = {"folder": str(folder), "exec_steps": steps, "exec_steps_from": steps_from,
                  "flow_steps": flow_steps, "seed": seed, "noise": noise, "max_steps": budget,
-                 "obs_mode": obs_mode or task.default_obs_mode, "suite": task.is_suite,
+                 "obs_mode": obs_mode, "suite": task.is_suite,
                  "episodes_per_task": episodes,
                  "init_states": f"0..{episodes - 1} in order" if task.sweep else "drawn by seed"}
         if notify:
-            for note in getattr(policy, "load_warnings", ()):
+            for note in load_warnings(policy):
                 notify(f"warning: {note}")
             notify(f"executing {steps} steps per chunk ({steps_from}), {noise} noise, "
                    f"at most {budget} steps per episode")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -23,45 +24,33 @@ from fpoctl.errors import FpoctlError
 from fpoctl.settings import Settings
 from fpoctl.store import Run, Store
 from fpoctl.train import checkpoint as ckpt
-from fpoctl.train import sharding
-from fpoctl.train.build import build_policy, resolve_device, resolve_init, tokenizer_for
-from fpoctl.train.config import FinetuneConfig, as_dict, resumable
+from fpoctl.train import preflight, sharding
+from fpoctl.train.build import build_policy, load_warnings, resolve_device, resolve_init, tokenizer_for
+from fpoctl.train.config import FinetuneConfig, as_dict
 from fpoctl.train.distributed import LOCAL, Ranks, combine_metrics
 from fpoctl.train.job import JobResult, Progress, create_run, lifecycle, seed_everything
 from fpoctl.train.lifecycle import StopSignals
 from fpoctl.train.record import RunRecord
 from fpoctl.train.trainer import FPOTrainer
 from fpoctl.train.update import NonFiniteLoss
-from policies.registry import known_scopes
 
 
 class StopRequested(Exception):
     """A stop was asked for (SIGTERM, Ctrl-C, `fpoctl stop`): checkpoint, then stop."""
 
 
-def new_finetune_run(store: Store, cfg: FinetuneConfig, name: str | None = None) -> int:
-    """Check the input (task, device, init) before a run exists, then insert it (queued)."""
-    get_task(cfg.task)
-    resolve_device(cfg.device)
-    if cfg.shard not in sharding.SHARD_MODES:
-        raise FpoctlError(f"shard must be one of {', '.join(sharding.SHARD_MODES)}, got {cfg.shard!r}")
-    if cfg.scope not in known_scopes():
-        raise FpoctlError(f"scope must be one of {', '.join(known_scopes())}, got {cfg.scope!r}")
-    if cfg.init:
-        resolve_init(store, cfg.init)
+def new_finetune_run(settings: Settings, store: Store, cfg: FinetuneConfig, name: str | None = None) -> int:
+    """The pre-flight of the input (config, task, device, init, store), then the run (queued)."""
+    preflight.check_finetune(settings, store, cfg)
     return create_run(store, "finetune", cfg, name, total_steps=cfg.iterations)
 
 
 def finetune(settings: Settings, cfg: FinetuneConfig, *, name: str | None = None,
-             resume_run: int | None = None, progress: Progress | None = None) -> JobResult:
-    """Create (or resume) an FPO run and train it in this process."""
-    settings.ensure_home()
+             progress: Progress | None = None) -> JobResult:
+    """Create an FPO run and train it in this process."""
+    preflight.check_store(settings)
     with Store(settings.db_url) as store:
-        if resume_run is not None:
-            resumable(store.get_run(resume_run))
-            run_id = resume_run
-        else:
-            run_id = new_finetune_run(store, cfg, name)
+        run_id = new_finetune_run(settings, store, cfg, name)
     return train_run(settings, run_id, progress=progress)
 
 
@@ -167,8 +156,9 @@ class _Session:
         policy = build_policy(cfg.policy, task, cfg.obs_mode, horizon=cfg.horizon, hidden=cfg.hidden,
                               device=device, init_folder=init, scope=cfg.scope, dtype=cfg.dtype,
                               tokenizer=tokenizer_for(settings.home, init, cfg.tokenizer))
-        for note in getattr(policy, "load_warnings", ()):
+        for note in load_warnings(policy) if ranks.is_main else ():
             record.event(note, level="warning", kind="config")
+            print(f"warning: {note}", file=sys.stderr, flush=True)
         trainer = FPOTrainer(cfg, policy, task, device, ranks=ranks,
                              on_event=lambda lvl, kind, msg: record.event(msg, level=lvl, kind=kind))
         if last is not None:

@@ -4,14 +4,14 @@ and one run lifecycle: running -> finished, stopped (Ctrl-C) or failed with the 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from fpoctl.errors import FpoctlError
+from fpoctl.errors import FpoctlError, StoreError
 from fpoctl.store import Store
 from fpoctl.train.build import git_revision
 from fpoctl.train.config import as_dict
@@ -60,19 +60,27 @@ def lifecycle(record: RunRecord, result: JobResult, *,
               interrupted: Callable[[], str] | None = None) -> Iterator[None]:
     """The run is `running` inside; the body sets `result.status` ("finished", or "stopped" /
     "failed" after recording why). Ctrl-C ends it `stopped` (with the warning `interrupted()`); any
-    other error ends it `failed` with the reason and is raised again. The record is closed last."""
+    other error, the store's last metric flush included, ends it `failed` with the reason and is
+    raised again. A store that can no longer be written keeps the first error: the run's end is
+    recorded when it still can be."""
     record.status("running")
     try:
-        yield
+        try:
+            yield
+        except BaseException:
+            with suppress(Exception):  # the body's error is the one to report
+                record.close()
+            raise
+        record.close()
     except KeyboardInterrupt:
         result.status = "stopped"
         if interrupted:
-            record.event(interrupted(), level="warning", kind="stop")
+            with suppress(StoreError):
+                record.event(interrupted(), level="warning", kind="stop")
     except Exception as exc:
         result.status = "failed"
-        record.status("failed", error=failure(exc))
+        with suppress(StoreError):
+            record.status("failed", error=failure(exc))
         raise
-    finally:
-        record.close()
     if result.status in ("finished", "stopped"):
         record.status(result.status)

@@ -78,12 +78,14 @@ def suite_metrics(tasks: list[TaskResult]) -> dict[str, float]:
 
 
 def check_eval_input(episodes: int, *, max_steps: int | None = None, exec_steps: int | None = None,
-                     num_envs: int = 1, noise: str = "zero") -> None:
-    """One-line errors for counts below 1 and unknown noise, before anything runs."""
+                     num_envs: int = 1, noise: str = "zero", seed: int = 0, flow_steps: int = 1) -> None:
+    """One-line errors for counts below 1, a negative seed and unknown noise, before anything runs."""
     for name, value in (("episodes", episodes), ("max-steps", max_steps), ("exec-steps", exec_steps),
-                        ("num-envs", num_envs)):
+                        ("num-envs", num_envs), ("flow-steps", flow_steps)):
         if value is not None and value < 1:
             raise FpoctlError(f"--{name} must be at least 1, got {value}")
+    if seed < 0:
+        raise FpoctlError(f"--seed must be 0 or more, got {seed}")
     if noise not in NOISES:
         raise FpoctlError(f"--noise must be one of {', '.join(NOISES)}, got {noise!r}")
 

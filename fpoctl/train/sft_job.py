@@ -3,27 +3,26 @@ expert), evaluate it, keep one checkpoint: the prior a fine-tune starts from."""
 
 from __future__ import annotations
 
-from fpoctl.envs import get_task
 from fpoctl.envs.demos import DemoSet, collect_demos
 from fpoctl.settings import Settings
 from fpoctl.store import Store
-from fpoctl.train.build import build_policy, resolve_device, resolve_init, tokenizer_for
+from fpoctl.train import preflight
+from fpoctl.train.build import build_policy, load_warnings
 from fpoctl.train.config import EVAL_SEED_OFFSET, SFTConfig, as_dict
 from fpoctl.train.job import JobResult, Progress, create_run, lifecycle, seed_everything
 from fpoctl.train.protocol import Evaluator
 from fpoctl.train.record import RunRecord
 from fpoctl.train.sft import train_sft
-from policies.registry import POLICY_NAMES
 
 
 def sft(settings: Settings, cfg: SFTConfig, *, name: str | None = None,
         progress: Progress | None = None) -> JobResult:
     """Behaviour-clone a flow policy from demonstrations; the result is a run with a checkpoint."""
-    settings.ensure_home()
-    task = get_task(cfg.task)
-    device = resolve_device(cfg.device)
-    demos = DemoSet.load(cfg.demos) if cfg.demos else None  # bad input fails before a run exists
+    preflight.check_store(settings)
     with Store(settings.db_url) as store:
+        ready = preflight.check_sft(settings, store, cfg)  # bad input fails before a run exists
+        task, device, init = ready.task, ready.device, ready.folder
+        demos = DemoSet.load(cfg.demos) if cfg.demos else None
         run_id = create_run(store, "sft", cfg, name, total_steps=cfg.steps)
         record = RunRecord(store, run_id, settings.run_dir(run_id), keep=1, enabled=True)
         result = JobResult(run_id=run_id, status="running")
@@ -35,10 +34,11 @@ def sft(settings: Settings, cfg: SFTConfig, *, name: str | None = None,
                 path = demos.save(settings.run_dir(run_id) / "demos.npz")
                 record.event(f"{cfg.expert_episodes} expert episodes, success "
                              f"{demos.success_rate:.0%} -> {path}", kind="demos")
-            init = None if cfg.policy in POLICY_NAMES else resolve_init(store, cfg.policy)
             policy = build_policy(cfg.policy, task, cfg.obs_mode, horizon=cfg.horizon,
                                   hidden=cfg.hidden, device=device, init_folder=init,
-                                  tokenizer=tokenizer_for(settings.home, init, cfg.tokenizer))
+                                  tokenizer=ready.tokenizer)
+            for note in load_warnings(policy) if init is not None else ():
+                record.event(note, level="warning", kind="config")
 
             def log(step: int, values: dict[str, float]) -> None:
                 record.log(step, values)
