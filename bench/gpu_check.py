@@ -1,30 +1,34 @@
-"""One-command GPU check: full-size pi0 (random init) speed and memory, FPO on LIBERO pixels, EGL.
+"""One-command GPU check: full-size pi0 and pi0.5 (random init) speed and memory, FPO on LIBERO
+pixels, EGL.
 
 Writes bench/results/gpu.json (every cell as it finishes, so a killed run keeps what it measured):
-- pi0 bf16 and fp32: chunk sampling latency at batch 1 / 8 (10 Euler steps, prefix KV cache);
-  cfm_loss forward+backward at batch --train-batch with N_mc 1 / 4 / 8 for the scopes expert /
-  full / lora (gradients only, no optimiser step); peak CUDA memory of each cell.
+- pi0 and pi0.5 (`--models`), bf16 and fp32: chunk sampling latency at batch 1 / 8 (10 Euler steps,
+  prefix KV cache); cfm_loss forward+backward at batch --train-batch with N_mc 1 / 4 / 8 for the
+  scopes expert / full / lora (gradients only, no optimiser step); peak CUDA memory of each cell.
+  Cells are named MODEL/DTYPE/..., e.g. pi05/bfloat16/cfm/full/n_mc8.
 - 3 FPO iterations (FPOTrainer.train_iteration, as `fpoctl finetune` runs them) of pi0 on
   libero-spatial/0 in pixels mode with 8 env worker processes: env steps/s, update s, GPU memory.
   pi0 is built in --fpo-dtype (bf16 by default; FinetuneConfig has no dtype key yet, so a
   `fpoctl finetune --policy pi0` run builds it in float32).
 - EGL: MuJoCo offscreen frames/s of LIBERO's two 224 px cameras and the env's step rate with
   cameras (a synthetic MuJoCo scene when LIBERO is not installed), plus the GL renderer string.
-- The analytic memory table (no GPU needed, `--memory-only`): full-size pi0 built on the meta
-  device; per scope trainable/frozen parameter counts and the bytes of frozen weights (stored
+- The analytic memory tables (no GPU needed, `--memory-only`): full-size pi0 and pi0.5 built on
+  the meta device; per scope trainable/frozen parameter counts and the bytes of frozen weights (stored
   dtype), trainable weights as float32 master copies, float32 gradients and Adam's 2 x float32
   state. Activations are NOT included.
 
 Every cell is guarded: an OOM or error is recorded with its message and the script goes on; once
 the time budget (--budget-s) is spent, the remaining cells are recorded as skipped. Order:
-analytic memory, pi0 bf16, FPO, EGL, pi0 fp32 (fp32 last: the one to lose to the budget). Timing:
+analytic memory, pi0 bf16, pi0.5 bf16, FPO, EGL, pi0 fp32, pi0.5 fp32 (fp32 last: the one to lose
+to the budget). Timing:
 warm-up first, torch.cuda.synchronize() around each repeat, the median of --repeats.
 
 Run (GPU):   .venv/bin/python bench/gpu_check.py                   # -> bench/results/gpu.json
 Memory only: .venv/bin/python bench/gpu_check.py --memory-only     # -> bench/results/gpu_memory.json
 README table: .venv/bin/python bench/gpu_check.py --summarize bench/results/gpu.json
 CPU smoke:   .venv/bin/python bench/gpu_check.py --device cpu --tiny --json /tmp/gpu_tiny.json
-             (pi0-tiny, 2 env workers, 1 FPO iteration at 64 px; --skip fpo,egl drops the simulator)
+             (pi0-tiny, 2 env workers, 1 FPO iteration at 64 px; --skip fpo,egl drops the simulator;
+             --models pi05 or pi0,pi05 times pi05-tiny: the tiny default is pi0 alone)
 """
 
 from __future__ import annotations
@@ -62,7 +66,9 @@ DTYPES = ("bfloat16", "float32")
 N_MC = (1, 4, 8)
 FPO_TASK = "libero-spatial/0"
 CARDS_GB = (24, 80)  # the GPUs the analytic table compares against
-SECTIONS = ("pi0", "fpo", "egl")
+MODELS = ("pi0", "pi05")
+"""The flow VLAs the model cells time (full size; "<model>-tiny" with --tiny)."""
+SECTIONS = (*MODELS, "fpo", "egl")
 SCHEMA = 1
 
 
@@ -179,7 +185,7 @@ def _nvidia_driver() -> str | None:
 
 # -- analytic memory ------------------------------------------------------------------------------
 def _group(name: str) -> str:
-    """Which part of pi0 a parameter belongs to (for the breakdown)."""
+    """Which part of pi0 / pi0.5 a parameter belongs to (for the breakdown)."""
     for part, group in (("lora_", "lora_adapters"), ("vision_tower", "vision_tower"),
                         ("multi_modal_projector", "projector"), ("embed_tokens", "embed_tokens"),
                         ("paligemma.lm_head", "paligemma_lm_head"), ("language_model", "language_model"),
@@ -187,6 +193,11 @@ def _group(name: str) -> str:
         if part in name:
             return group
     return "heads"
+
+
+def memory_key(model: str) -> str:
+    """Where the results file keeps a model's analytic table (pi0's under the original name)."""
+    return "memory_analytic" if model == "pi0" else f"memory_analytic_{model}"
 
 
 def analytic_memory(name: str = "pi0") -> dict[str, Any]:
@@ -245,7 +256,7 @@ def print_memory_table(mem: dict[str, Any]) -> None:
     print("(fits = the total is under the card's memory, before activations and the CUDA context)")
 
 
-# -- pi0 cells ---------------------------------------------------------------------------------------
+# -- model cells (pi0, pi0.5) -----------------------------------------------------------------------
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -285,11 +296,11 @@ def _describe_timing(r: dict[str, Any]) -> str:
     return f"{r['ms']:.1f} ms (median of {r['repeats']}){peak}"
 
 
-def pi0_cells(check: Check, args: argparse.Namespace, dtype: str, device: torch.device,
-              tokenizer: Path) -> None:
-    """Build pi0 in `dtype` on the device; sampling and cfm_loss cells; free it."""
-    prefix = f"pi0/{dtype}"
-    name = "pi0-tiny" if args.tiny else "pi0"
+def model_cells(check: Check, args: argparse.Namespace, model: str, dtype: str, device: torch.device,
+                tokenizer: Path) -> None:
+    """Build `model` (pi0 / pi05) in `dtype` on the device; sampling and cfm_loss cells; free it."""
+    prefix = f"{model}/{dtype}"
+    name = f"{model}-tiny" if args.tiny else model
     state: dict[str, Any] = {}
 
     def build() -> dict[str, Any]:
@@ -588,13 +599,19 @@ def summary_markdown(results: dict[str, Any]) -> str:
 
     lines = [f"{system.get('gpu', system.get('device', '?'))}, torch {system.get('torch')}, "
              f"CUDA {system.get('cuda')} ({results.get('mode')}, {results.get('started')})", "",
-             "| pi0, ms / peak GB | bfloat16 | float32 |", "|---|---|---|"]
+             ]
     rows = [(f"sample chunk, batch {b}", f"sample/batch{b}") for b in (1, 2, 8)]
     rows += [(f"cfm_loss fwd+bwd, {scope}, N_mc {n}", f"cfm/{scope}/n_mc{n}")
              for scope in SCOPES for n in N_MC]
-    for label, key in rows:
-        if any(f"pi0/{d}/{key}" in cells for d in DTYPES):
-            lines.append(f"| {label} | " + " | ".join(both(f"pi0/{d}/{key}") for d in DTYPES) + " |")
+    for model in MODELS:
+        if not any(name.startswith(f"{model}/") for name in cells):
+            continue
+        if lines[-1]:
+            lines.append("")
+        lines += [f"| {model}, ms / peak GB | bfloat16 | float32 |", "|---|---|---|"]
+        for label, key in rows:
+            if any(f"{model}/{d}/{key}" in cells for d in DTYPES):
+                lines.append(f"| {label} | " + " | ".join(both(f"{model}/{d}/{key}") for d in DTYPES) + " |")
     fpo = cells.get(f"fpo/{FPO_TASK}/pixels")
     if fpo is not None:
         lines.append("")
@@ -625,6 +642,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu (cpu only with --tiny)")
     p.add_argument("--tiny", action="store_true", help="smoke mode: pi0-tiny, small batches, 1 FPO iteration")
+    p.add_argument("--models", default=None,
+                   help=f"comma-separated models to time: {','.join(MODELS)} (default all; tiny: pi0)")
     p.add_argument("--memory-only", action="store_true", help="only the analytic memory table (no GPU)")
     p.add_argument("--json", type=Path, default=None,
                    help="output (default bench/results/gpu.json; gpu_memory.json with --memory-only)")
@@ -654,6 +673,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     if unknown := args.skip - set(SECTIONS):
         p.error(f"--skip: unknown section(s) {', '.join(sorted(unknown))}; known: {', '.join(SECTIONS)}")
+    models = args.models or ("pi0" if tiny else ",".join(MODELS))
+    args.models = tuple(m.strip() for m in models.split(",") if m.strip())
+    if unknown := set(args.models) - set(MODELS):
+        p.error(f"--models: unknown model(s) {', '.join(sorted(unknown))}; known: {', '.join(MODELS)}")
     if args.json is None:
         args.json = ROOT / "bench" / "results" / ("gpu_memory.json" if args.memory_only else "gpu.json")
     return args
@@ -676,9 +699,10 @@ def main(argv: list[str] | None = None) -> int:
     check = Check(args.json, args.budget_s, results)
     if args.memory_only:
         results["system"] = system_info(torch.device("cpu"))
-        results["memory_analytic"] = mem = analytic_memory("pi0")
-        check.write()
-        print_memory_table(mem)
+        for model in args.models:
+            results[memory_key(model)] = analytic_memory(model)
+            check.write()
+            print_memory_table(results[memory_key(model)])
         print(f"\nwrote {args.json}")
         return 0
 
@@ -688,7 +712,7 @@ def main(argv: list[str] | None = None) -> int:
               "(or --memory-only)", file=sys.stderr)
         return 2
     if device.type != "cuda" and not args.tiny:
-        print("gpu_check: full-size pi0 on a CPU would take hours; add --tiny", file=sys.stderr)
+        print("gpu_check: full-size pi0 / pi0.5 on a CPU would take hours; add --tiny", file=sys.stderr)
         return 2
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -699,18 +723,22 @@ def main(argv: list[str] | None = None) -> int:
           f"{torch.__version__}, CUDA {torch.version.cuda}, budget {args.budget_s:.0f} s -> {args.json}",
           flush=True)
 
-    mem = check.cell("memory/analytic", lambda: analytic_memory("pi0"),
-                     describe=lambda r: "full-size pi0 on the meta device")
-    if mem is not None:
-        results["memory_analytic"] = results["cells"].pop("memory/analytic") | {"status": "ok"}
-        check.write()
+    tables = []
+    for model in args.models:
+        cell = "memory/analytic" if model == "pi0" else f"memory/analytic/{model}"
+        mem = check.cell(cell, partial(analytic_memory, model),
+                         describe=lambda r: f"full-size {r['model']} on the meta device")
+        if mem is not None:
+            results[memory_key(model)] = results["cells"].pop(cell) | {"status": "ok"}
+            tables.append(mem)
+            check.write()
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer = train_tokenizer(Path(tmp))
         order: list[tuple[str, Callable[[], None]]] = [
-            ("pi0", lambda: pi0_cells(check, args, "bfloat16", device, tokenizer)),
+            *[(m, partial(model_cells, check, args, m, "bfloat16", device, tokenizer)) for m in args.models],
             ("fpo", lambda: fpo_cell(check, args, device, tokenizer)),
             ("egl", lambda: egl_cell(check, args)),
-            ("pi0", lambda: pi0_cells(check, args, "float32", device, tokenizer))]
+            *[(m, partial(model_cells, check, args, m, "float32", device, tokenizer)) for m in args.models]]
         for section, run in order:
             if section in args.skip:
                 continue
@@ -726,7 +754,7 @@ def main(argv: list[str] | None = None) -> int:
         counts[cell["status"]] = counts.get(cell["status"], 0) + 1
     results["status_counts"] = counts
     check.write()
-    if mem is not None:
+    for mem in tables:
         print_memory_table(mem)
     print("\n" + summary_markdown(results))
     print(f"\n{len(results['cells'])} cells ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}) "
