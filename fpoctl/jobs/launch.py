@@ -140,6 +140,7 @@ def settle(settings: Settings, run_id: int, returncode: int, *, distributed: boo
     """After the job's processes exit: a run still queued or running did not end cleanly; mark
     it stopped (when a stop was asked for) or failed with the reason. Returns the final status."""
     with Store(settings.db_url) as store:
+        store.release_space(run_id)  # the job is gone; on a full disk, room for what follows
         run = store.get_run(run_id)
         if run.status not in ("queued", "running"):
             return run.status

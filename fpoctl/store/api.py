@@ -214,6 +214,15 @@ class Store:
         with self.session() as s:
             return list(s.scalars(query))
 
+    def reserve_space(self, run_id: int) -> db.DiskReserve:
+        """Room held on the store's disk for a run's job until released (see `db.DiskReserve`)."""
+        return db.DiskReserve(self.url, run_id)
+
+    def release_space(self, run_id: int) -> None:
+        """Give back the room a run's job held, after the job is gone (killed, or it crashed)."""
+        if (path := db.reserve_file(self.url, run_id)) is not None:
+            path.unlink(missing_ok=True)
+
     # -- metrics ------------------------------------------------------------------------
     def metric_writer(self, run_id: int, **kwargs: Any) -> metrics.MetricWriter:
         """A batched writer for one run's metrics (close it, or use it as a context manager)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -53,6 +53,37 @@ def database_file(url: str) -> Path | None:
         return _sqlite_path(sa.make_url(url))
     except sa.exc.ArgumentError:
         return None
+
+
+RESERVE_BYTES = 2 * 2**20
+"""Room a writing job holds on the disk of an SQLite store and gives back at its end."""
+
+
+def reserve_file(url: str, run_id: int) -> Path | None:
+    """Where a run's job holds its DiskReserve (None: a server store)."""
+    file = database_file(url)
+    return file.with_name(f".{file.name}.reserve-run-{run_id}") if file is not None else None
+
+
+class DiskReserve:
+    """A file of RESERVE_BYTES beside an SQLite store while a run's job writes to it: when the disk
+    fills up, releasing it leaves room to record how the run ended (a server store holds none)."""
+
+    def __init__(self, url: str, run_id: int) -> None:
+        self.path = reserve_file(url, run_id)
+        if self.path is None:
+            return
+        try:
+            self.path.write_bytes(bytes(RESERVE_BYTES))  # written: a sparse file would hold no room
+        except OSError:  # no room for it: the job goes without
+            self.release()
+
+    def release(self) -> None:
+        """Give the room back (idempotent)."""
+        if self.path is not None:
+            with suppress(OSError):
+                self.path.unlink(missing_ok=True)
+            self.path = None
 
 
 def _sqlite_path(url: sa.URL) -> Path | None:

@@ -63,9 +63,9 @@ def lifecycle(record: RunRecord, result: JobResult, *,
     other error, the store's last metric flush included, ends it `failed` with the reason and is
     raised again. A store that can no longer be written keeps the first error: the run's end is
     recorded when it still can be."""
-    record.status("running")
     try:
         try:
+            record.status("running")
             yield
         except BaseException:
             with suppress(Exception):  # the body's error is the one to report

@@ -66,6 +66,8 @@ class RunRecord:
         self.store, self.run_id, self.enabled = store, run_id, enabled
         self.keeper = CheckpointKeeper(store, run_id, run_dir / "checkpoints", keep) if enabled else None
         self.writer = store.metric_writer(run_id) if enabled else None
+        # given back at close: a disk that fills up meanwhile still takes the run's last status
+        self.reserve = store.reserve_space(run_id) if enabled else None
 
     def status(self, status: str, error: str | None = None) -> None:
         """Move the run to `status` (stamps pid, host and times)."""
@@ -111,6 +113,8 @@ class RunRecord:
             yield
 
     def close(self) -> None:
-        """Flush what is left."""
+        """Give back the reserved disk space, flush what is left."""
+        if self.reserve is not None:
+            self.reserve.release()
         if self.writer is not None:
             self.writer.close()
