@@ -426,3 +426,41 @@ def test_nan_weights_are_a_warning_not_an_error(monkeypatch: pytest.MonkeyPatch,
     assert code == 0, err
     assert "warning: the checkpoint's weights hold NaN or inf values in net.0.weight" in out
     assert "error" not in err and "Traceback" not in err
+
+
+def test_a_killed_env_worker_is_a_warning_event_not_only_a_metric() -> None:
+    import signal
+
+    from fpoctl.envs import get_task
+    from fpoctl.train.trainer import FPOTrainer
+    from policies.registry import make_policy
+
+    cfg = FinetuneConfig(num_envs=2, workers=True, rollout_chunks=2, minibatch_size=8, n_mc=2,
+                         update_epochs=1, critic_epochs=1)
+    events: list[tuple[str, str, str]] = []
+    policy = make_policy("mlp", obs_dim=4, action_dim=2, horizon=4, hidden=16)
+    trainer = FPOTrainer(cfg, policy, get_task("fast-goal"), torch.device("cpu"),
+                         on_event=lambda *event: events.append(event))
+    try:
+        trainer.train_iteration()
+        os.kill(trainer.venv.pids[1], signal.SIGKILL)
+        metrics = trainer.train_iteration()
+    finally:
+        trainer.close()
+    assert metrics["rollout/crashed_episodes"] >= 1
+    assert [(level, kind) for level, kind, _ in events] == [("warning", "env")]
+    assert "env worker 1 failed and was replaced" in events[0][2]
+
+
+def test_the_dashboards_resume_key_runs_the_same_pre_flight(corpus: tuple[Path, Path]) -> None:
+    from fpoctl.dash.actions import perform
+    from fpoctl.errors import FpoctlError
+    from fpoctl.settings import Settings
+
+    home, _ = corpus
+    before = snapshot(home)
+    with Store(f"sqlite:///{home / 'fpoctl.db'}") as store:
+        run_id = store.get_run("stopped-discrete").id
+    with pytest.raises(FpoctlError, match="Discrete action space"):
+        perform("resume", Settings.resolve(home), run_id)
+    assert snapshot(home) == before

@@ -72,8 +72,7 @@ def finetune(
     from fpoctl import jobs
 
     launch = jobs.Launch(nproc=len(_gpu_list(gpus) or [0]) if nproc is None else nproc, nnodes=nnodes,
-                         node_rank=node_rank,
-                         master_addr=master_addr, master_port=master_port)
+                         node_rank=node_rank, master_addr=master_addr, master_port=master_port)
     if resume:
         with attached_progress(foreground) as update:
             started = jobs.resume(settings(ctx), resume, detach=not foreground, force=force,

@@ -98,6 +98,12 @@ class _Session:
         self.trainer: FPOTrainer | None = None
         self.saved = 0
 
+    def event(self, level: str, kind: str, message: str) -> None:
+        """An event of the run; a warning is a line of the job's output (its log) too."""
+        self.record.event(message, level=level, kind=kind)
+        if level == "warning" and self.ranks.is_main:
+            print(f"warning: {message}", file=sys.stderr, flush=True)
+
     def interrupted(self) -> str:
         """The event a second Ctrl-C leaves (there is no time for a checkpoint)."""
         return f"interrupted: stopped without a new checkpoint; resume continues from step {self.saved}"
@@ -156,11 +162,9 @@ class _Session:
         policy = build_policy(cfg.policy, task, cfg.obs_mode, horizon=cfg.horizon, hidden=cfg.hidden,
                               device=device, init_folder=init, scope=cfg.scope, dtype=cfg.dtype,
                               tokenizer=tokenizer_for(settings.home, init, cfg.tokenizer))
-        for note in load_warnings(policy) if ranks.is_main else ():
-            record.event(note, level="warning", kind="config")
-            print(f"warning: {note}", file=sys.stderr, flush=True)
-        trainer = FPOTrainer(cfg, policy, task, device, ranks=ranks,
-                             on_event=lambda lvl, kind, msg: record.event(msg, level=lvl, kind=kind))
+        for note in load_warnings(policy):
+            self.event("warning", "config", note)
+        trainer = FPOTrainer(cfg, policy, task, device, ranks=ranks, on_event=self.event)
         if last is not None:
             self.saved = _restore(trainer, Path(last.path), ranks)
             dropped = record.rewind(self.saved)

@@ -74,6 +74,7 @@ class FPOTrainer:
                                           lr=cfg.actor_lr, eps=1e-5)
         self.iteration, self.env_steps = 0, 0
         self.obs: dict[str, Any] | None = None
+        self._crashes_seen = 0  # env worker failures already reported
 
     # -- one iteration ------------------------------------------------------------------
     def train_iteration(self) -> dict[str, float]:
@@ -105,6 +106,11 @@ class FPOTrainer:
             exec_steps=self.exec_steps, d_env=self.d_env, n_mc=cfg.n_mc, gamma=cfg.gamma,
             flow_steps=cfg.flow_steps, explore_scale=cfg.explore_scale,
             explore_steps=cfg.explore_steps, generator=self.generator, device=self.device)
+        crashes = getattr(self.venv, "crashes", [])  # worker envs recover from a dead simulator
+        for crash in crashes[self._crashes_seen:]:
+            self.on_event("warning", "env", f"env worker {crash['env']} failed and was replaced "
+                          f"({crash['error']}); its episode counts as failed")
+        self._crashes_seen = len(crashes)
         return rollout
 
     def learn(self, rollout: Rollout) -> dict[str, float]:
