@@ -18,7 +18,9 @@ try:  # the commands import the store, rich and typer: a Ctrl-C meanwhile is one
     from pathlib import Path
     from typing import Annotated
 
+    import click
     import typer
+    import typer.rich_utils
     from rich.markup import escape
 
     from fpoctl import __version__
@@ -87,6 +89,18 @@ def root(
 def _error(message: str) -> None:
     """One red `error:` line on stderr."""
     err_console.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def _usage_error(exc: click.ClickException) -> None:
+    """Typer's own parse errors (a value that is not a number, an unknown option) as one `error:`
+    line that names the command's help, instead of a usage box."""
+    if type(exc).__name__ == "NoArgsIsHelpError":  # the help is shown instead
+        return
+    ctx = getattr(exc, "ctx", None)
+    _error(exc.format_message() + (f" (see `{ctx.command_path} --help`)" if ctx is not None else ""))
+
+
+typer.rich_utils.rich_format_error = _usage_error  # typer looks it up at every parse error
 
 
 def _by_ctrl_c(exc: BaseException) -> bool:
