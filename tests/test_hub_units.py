@@ -190,3 +190,17 @@ def test_curves_png_from_store_metrics(store, tmp_path):
 
 def test_human_bytes():
     assert [human_bytes(n) for n in (5, 1536, 7.0e9, 3e15)] == ["5 B", "1.5 KB", "7.0 GB", "3000.0 TB"]
+
+
+def test_base_model_is_what_the_run_was_fine_tuned_from(store, tmp_path):
+    from fpoctl.hub.push import base_model
+
+    pulled = store.create_run(name="libero", kind="finetune", task="libero-spatial", policy="pi05",
+                              config={"policy": "pi05", "init": "pi05-libero"})
+    child = store.create_run(name="again", kind="finetune", task="libero-spatial", policy="pi05",
+                             config={"policy": "pi05", "init": str(pulled.id)})
+    fresh = store.create_run(name="fresh", kind="finetune", task="libero-spatial", policy="pi05",
+                             config={"policy": "pi05"})
+    assert base_model(store, tmp_path, pulled) == "lerobot/pi05_libero_finetuned"  # the init alias
+    assert base_model(store, tmp_path, child) == "lerobot/pi05_libero_finetuned"  # through the run
+    assert base_model(store, tmp_path, fresh) == "lerobot/pi05_base"  # the policy's own base

@@ -33,10 +33,11 @@ def _quiet_progress(quiet: bool) -> None:
 def pull(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(
-        help="An alias (pi0, pi0-libero, or yours in <home>/aliases.toml) or ORG/NAME, with an optional "
+        help="An alias (pi0, pi0-libero, pi05, pi05-libero, or yours in <home>/aliases.toml) or ORG/NAME, "
+             "with an optional "
              "@REVISION (branch, tag or commit).")],
     tokenizer: Annotated[str | None, typer.Option(
-        help="Tokenizer source for policies that need one (pi0): hf://ORG/NAME/FILE or a local file. "
+        help="Tokenizer source for policies that need one (pi0, pi05): hf://ORG/NAME/FILE or a local file. "
              "[default: \\[tokenizers] in aliases.toml, else hf://google/paligemma-3b-pt-224/tokenizer.model]")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the local path.")] = False,

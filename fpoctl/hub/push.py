@@ -84,12 +84,12 @@ def select_checkpoint(store: Store, run: Run, which: str) -> Checkpoint:
     raise FpoctlError(f"--checkpoint {which!r}: expected best, last or an iteration number")
 
 
-def base_model(store: Store, home: Path, run: Run) -> str | None:
-    """The Hub repo the run started from: config `base_model`, else its policy when that names a
-    pulled model, an alias or a repo id (None for a policy trained from scratch)."""
+def base_model(store: Store, home: Path, run: Run, _seen: frozenset[int] = frozenset()) -> str | None:
+    """The Hub repo the run started from: config `base_model`, else its `--init` (a pulled model,
+    an alias, a repo id, or a run: that run's base), else its policy (None: trained from scratch)."""
     cfg = run.config or {}
-    candidates = [cfg.get("base_model"), cfg.get("policy") if isinstance(cfg.get("policy"), str) else None,
-                  run.policy]
+    candidates = [cfg.get("base_model"), cfg.get("init"),
+                  cfg.get("policy") if isinstance(cfg.get("policy"), str) else None, run.policy]
     pulled = {m.alias: m.repo for m in store.models() if m.alias}
     for ref in filter(None, candidates):
         ref = str(ref).split("@")[0]
@@ -98,6 +98,12 @@ def base_model(store: Store, home: Path, run: Run) -> str | None:
             return repo
         if ref.count("/") == 1 and not Path(ref).exists():
             return ref
+        try:
+            parent = store.get_run(ref)
+        except NotFoundError:
+            continue
+        if parent.id != run.id and parent.id not in _seen:
+            return base_model(store, home, parent, _seen | {run.id})
     return None
 
 
