@@ -78,97 +78,113 @@ class PromptTokenizer:
         return tokens, mask
 
 
-class MeanStd:
+class _StatPair:
+    """Two per-dim stat vectors named by `KEYS` (LeRobot's flat keys `<feature>.<key>`), applied over
+    the first `dim` dims of the data; no stats: the identity."""
+
+    MODE: str
+    KEYS: tuple[str, str]
+
+    def __init__(self, first: np.ndarray | Tensor | None, second: np.ndarray | Tensor | None,
+                 eps: float) -> None:
+        a, b = self.KEYS
+        if (first is None) != (second is None):
+            raise PolicyError(f"{self.MODE} normalisation needs both {a} and {b}")
+        self._pair = None if first is None else tuple(
+            torch.as_tensor(np.asarray(v), dtype=torch.float32) for v in (first, second))
+        if self._pair is not None and self._pair[0].shape != self._pair[1].shape:
+            raise PolicyError(f"{a} {list(self._pair[0].shape)} and {b} {list(self._pair[1].shape)} "
+                              "differ in shape")
+        self.eps = eps
+
+    @property
+    def dim(self) -> int | None:
+        """Dims the stats cover (None: identity)."""
+        return None if self._pair is None else self._pair[0].shape[0]
+
+    def stats(self) -> dict[str, Tensor]:
+        """KEYS -> tensor (empty: identity)."""
+        return {} if self._pair is None else dict(zip(self.KEYS, self._pair, strict=True))
+
+    def _for(self, x: Tensor) -> tuple[Tensor, Tensor] | None:
+        """The two stats cut to x's last dim and on its device (None: identity)."""
+        if self._pair is None:
+            return None
+        d = x.shape[-1]
+        if d > self._pair[0].shape[0]:
+            raise PolicyError(f"data has {d} dims but the normalisation stats only {self._pair[0].shape[0]}")
+        return self._pair[0][:d].to(x.device), self._pair[1][:d].to(x.device)
+
+
+class MeanStd(_StatPair):
     """(x - mean) / (std + eps) over the first len(mean) dims; identity when no stats are known."""
 
     MODE = "MEAN_STD"
     KEYS = ("mean", "std")
-    """The stats it reads and writes, as LeRobot's flat keys `<feature>.<key>` name them."""
 
     def __init__(self, mean: np.ndarray | Tensor | None = None, std: np.ndarray | Tensor | None = None,
                  eps: float = 1e-8) -> None:
-        if (mean is None) != (std is None):
-            raise PolicyError("normalisation needs both mean and std")
-        self.mean = None if mean is None else torch.as_tensor(np.asarray(mean), dtype=torch.float32)
-        self.std = None if std is None else torch.as_tensor(np.asarray(std), dtype=torch.float32)
-        if self.mean is not None and self.mean.shape != self.std.shape:
-            raise PolicyError(f"mean {list(self.mean.shape)} and std {list(self.std.shape)} differ in shape")
-        self.eps = eps
+        super().__init__(mean, std, eps)
+
+    @property
+    def mean(self) -> Tensor | None:
+        """Per-dim means (None: identity)."""
+        return None if self._pair is None else self._pair[0]
+
+    @property
+    def std(self) -> Tensor | None:
+        """Per-dim standard deviations (None: identity)."""
+        return None if self._pair is None else self._pair[1]
 
     @classmethod
     def fit(cls, x: np.ndarray, eps: float = 1e-8) -> MeanStd:
         """Stats of data x [M, d]."""
         return cls(x.mean(0), x.std(0), eps)
 
-    @property
-    def dim(self) -> int | None:
-        """Dims the stats cover (None: identity)."""
-        return None if self.mean is None else self.mean.shape[0]
-
-    def stats(self) -> dict[str, Tensor]:
-        """KEYS -> tensor (empty: identity)."""
-        return {} if self.mean is None else {"mean": self.mean, "std": self.std}
-
-    def _stats(self, x: Tensor) -> tuple[Tensor, Tensor] | None:
-        if self.mean is None:
-            return None
-        d = x.shape[-1]
-        if d > self.mean.shape[0]:
-            raise PolicyError(f"data has {d} dims but the normalisation stats only {self.mean.shape[0]}")
-        return self.mean[:d].to(x.device), self.std[:d].to(x.device)
-
     def normalize(self, x: Tensor) -> Tensor:
         """Raw -> normalised (float32)."""
-        stats = self._stats(x)
+        stats = self._for(x)
         x = x.float()
         return x if stats is None else (x - stats[0]) / (stats[1] + self.eps)
 
     def unnormalize(self, x: Tensor) -> Tensor:
         """Normalised -> raw (float32): x * std + mean, without eps (LeRobot's unnormalizer)."""
-        stats = self._stats(x)
+        stats = self._for(x)
         x = x.float()
         return x if stats is None else x * stats[1] + stats[0]
 
 
-class Quantiles:
+class Quantiles(_StatPair):
     """LeRobot's QUANTILES mode over the first len(q01) dims: [q01, q99] -> [-1, 1], not clipped;
     where q99 == q01 the range is eps. Identity when no stats are known."""
 
     MODE = "QUANTILES"
     KEYS = ("q01", "q99")
-    """The stats it reads and writes, as LeRobot's flat keys `<feature>.<key>` name them."""
 
     def __init__(self, q01: np.ndarray | Tensor | None = None, q99: np.ndarray | Tensor | None = None,
                  eps: float = 1e-8) -> None:
-        if (q01 is None) != (q99 is None):
-            raise PolicyError("quantile normalisation needs both q01 and q99")
-        self.q01 = None if q01 is None else torch.as_tensor(np.asarray(q01), dtype=torch.float32)
-        self.q99 = None if q99 is None else torch.as_tensor(np.asarray(q99), dtype=torch.float32)
-        if self.q01 is not None and self.q01.shape != self.q99.shape:
-            raise PolicyError(f"q01 {list(self.q01.shape)} and q99 {list(self.q99.shape)} differ in shape")
-        self.eps = eps
+        super().__init__(q01, q99, eps)
+
+    @property
+    def q01(self) -> Tensor | None:
+        """Per-dim 1st percentiles (None: identity)."""
+        return None if self._pair is None else self._pair[0]
+
+    @property
+    def q99(self) -> Tensor | None:
+        """Per-dim 99th percentiles (None: identity)."""
+        return None if self._pair is None else self._pair[1]
 
     @classmethod
     def fit(cls, x: np.ndarray, eps: float = 1e-8) -> Quantiles:
         """The 1st and 99th percentiles of data x [M, d]."""
         return cls(np.quantile(x, 0.01, axis=0), np.quantile(x, 0.99, axis=0), eps)
 
-    @property
-    def dim(self) -> int | None:
-        """Dims the stats cover (None: identity)."""
-        return None if self.q01 is None else self.q01.shape[0]
-
-    def stats(self) -> dict[str, Tensor]:
-        """KEYS -> tensor (empty: identity)."""
-        return {} if self.q01 is None else {"q01": self.q01, "q99": self.q99}
-
     def _range(self, x: Tensor) -> tuple[Tensor, Tensor] | None:
-        if self.q01 is None:
+        stats = self._for(x)
+        if stats is None:
             return None
-        d = x.shape[-1]
-        if d > self.q01.shape[0]:
-            raise PolicyError(f"data has {d} dims but the normalisation stats only {self.q01.shape[0]}")
-        q01, q99 = self.q01[:d].to(x.device), self.q99[:d].to(x.device)
+        q01, q99 = stats
         denom = q99 - q01
         return q01, torch.where(denom == 0, torch.tensor(self.eps, device=x.device), denom)
 
