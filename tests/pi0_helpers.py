@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,3 +64,25 @@ def tiny_policy(tokenizer: Path, seed: int = 0, **kwargs) -> Pi0Policy:
             if "norm" in name:
                 p.normal_(0.0, 0.1)
     return policy
+
+
+def finetune_one_libero_pixel_iteration(policy: str, tokenizer: Path, home: Path) -> tuple[set[str], Path]:
+    """`fpoctl finetune --policy POLICY` for one small iteration on libero-spatial/0 in pixels mode
+    (Q-ensemble critic); asserts the run finished and returns its metric keys and checkpoint folder."""
+    from fpoctl.store import Store
+    from tests.conftest import run_cli
+
+    env = json.dumps({"image_size": 64, "max_steps": 40})
+    proc = run_cli("finetune", "--foreground", "--task", "libero-spatial/0", "--policy", policy,
+                   "--iterations", "1",
+                   "--set", "obs_mode=pixels", "--set", f"tokenizer={tokenizer}",
+                   "--set", f"env_kwargs={env}",
+                   "--set", "num_envs=1", "--set", "rollout_chunks=2", "--set", "exec_steps=5",
+                   "--set", "n_mc=2", "--set", "minibatch_size=2", "--set", "eval_episodes=1",
+                   "--set", "critic=q_ensemble", "--set", "q_ensemble_size=2", timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    with Store(f"sqlite:///{home / 'fpoctl.db'}") as store:
+        run = store.get_run(1)
+        assert run.status == "finished" and run.policy == policy
+        keys = {r.key for r in store.metrics_since(run.id)}
+        return keys, Path(store.checkpoints(run.id)[-1].path) / "policy"

@@ -9,7 +9,7 @@ import pytest
 
 from fpoctl.store import Store
 from tests.conftest import require, run_cli
-from tests.pi0_helpers import train_tokenizer
+from tests.pi0_helpers import finetune_one_libero_pixel_iteration, train_tokenizer
 
 
 @pytest.mark.slow
@@ -17,21 +17,8 @@ from tests.pi0_helpers import train_tokenizer
 def test_tiny_pi0_fine_tunes_one_iteration_on_libero_pixels(home: Path, tmp_path: Path) -> None:
     require("libero")
     tokenizer = train_tokenizer(tmp_path)
-    env = json.dumps({"image_size": 64, "max_steps": 40})
-    proc = run_cli("finetune", "--foreground", "--task", "libero-spatial/0", "--policy", "pi0-tiny",
-                   "--iterations", "1",
-                   "--set", "obs_mode=pixels", "--set", f"tokenizer={tokenizer}",
-                   "--set", f"env_kwargs={env}",
-                   "--set", "num_envs=1", "--set", "rollout_chunks=2", "--set", "exec_steps=5",
-                   "--set", "n_mc=2", "--set", "minibatch_size=2", "--set", "eval_episodes=1",
-                   "--set", "critic=q_ensemble", "--set", "q_ensemble_size=2", timeout=900)
-    assert proc.returncode == 0, proc.stderr
-    with Store(f"sqlite:///{home / 'fpoctl.db'}") as store:
-        run = store.get_run(1)
-        assert run.status == "finished" and run.policy == "pi0-tiny"
-        keys = {r.key for r in store.metrics_since(run.id)}
-        assert {"fpo/ratio_mean", "critic/q_std", "eval/success_rate", "env/steps_total"} <= keys
-        ckpt = Path(store.checkpoints(run.id)[-1].path) / "policy"
+    keys, ckpt = finetune_one_libero_pixel_iteration("pi0-tiny", tokenizer, home)
+    assert {"fpo/ratio_mean", "critic/q_std", "eval/success_rate", "env/steps_total"} <= keys
     # the checkpoint is in LeRobot's layout, tokenizer included
     assert json.loads((ckpt / "config.json").read_text())["type"] == "pi0"
     assert (ckpt / "policy_preprocessor.json").exists() and any(ckpt.glob("*tokenizer.model"))
