@@ -226,6 +226,21 @@ def patch_lerobot(family: str = "pi0", tokenizer: Callable[[], StandInTokenizer]
 
 
 # -- building, recording, checking ---------------------------------------------------------------------
+def fixture_config(config_cls: Any, tokens: int) -> Any:
+    """A LeRobot pi-family config (PI0Config, PI05Config) at the fixtures' sizes: the three cameras,
+    an 8-d state, 7-d actions, fp32 on the CPU, prompts of `tokens` ids."""
+    from lerobot.configs import FeatureType, PolicyFeature
+
+    inputs = {f"observation.images.{c}": PolicyFeature(type=FeatureType.VISUAL, shape=(3, IMAGE, IMAGE))
+              for c in CAMERAS}
+    inputs["observation.state"] = PolicyFeature(type=FeatureType.STATE, shape=(STATE_DIM,))
+    outputs = {"action": PolicyFeature(type=FeatureType.ACTION, shape=(ACTION_DIM,))}
+    return config_cls(paligemma_variant=VLM_VARIANT, action_expert_variant=EXPERT_VARIANT, dtype="float32",
+                      chunk_size=CHUNK, n_action_steps=CHUNK, max_state_dim=MAX_DIM, max_action_dim=MAX_DIM,
+                      image_resolution=(IMAGE, IMAGE), tokenizer_max_length=tokens, input_features=inputs,
+                      output_features=outputs, device="cpu", push_to_hub=False)
+
+
 def randomise(model: nn.Module, gen: torch.Generator) -> None:
     """Seeded non-trivial weights: matrices N(0, 1/fan_in), LayerNorm weights 1 + 0.1 N, other 1-d 0.1 N."""
     layernorm_weights = {f"{name}.weight" for name, m in model.named_modules() if isinstance(m, nn.LayerNorm)}

@@ -56,14 +56,12 @@ from lerobot_oracle import (
     ACTION_DIM,
     CAMERAS,
     CHUNK,
-    EXPERT_VARIANT,
     IMAGE,
     MAX_DIM,
     REPO,
     SEED,
     STATE_DIM,
     TOLERANCE,
-    VLM_VARIANT,
     VOCAB,
     B,
     Capture,
@@ -71,6 +69,7 @@ from lerobot_oracle import (
     as_saved,
     check_sizes_against_fpoctl,
     dataset_stats,
+    fixture_config,
     load_with_lerobot,
     max_diff,
     patch_lerobot,
@@ -94,17 +93,9 @@ def patch(folder: Path) -> None:
 
 def make_config() -> Any:
     """The LeRobot PI05Config of the fixture."""
-    from lerobot.configs import FeatureType, PolicyFeature
     from lerobot.policies.pi05.configuration_pi05 import PI05Config
 
-    inputs = {f"observation.images.{c}": PolicyFeature(type=FeatureType.VISUAL, shape=(3, IMAGE, IMAGE))
-              for c in CAMERAS}
-    inputs["observation.state"] = PolicyFeature(type=FeatureType.STATE, shape=(STATE_DIM,))
-    outputs = {"action": PolicyFeature(type=FeatureType.ACTION, shape=(ACTION_DIM,))}
-    return PI05Config(paligemma_variant=VLM_VARIANT, action_expert_variant=EXPERT_VARIANT, dtype="float32",
-                      chunk_size=CHUNK, n_action_steps=CHUNK, max_state_dim=MAX_DIM, max_action_dim=MAX_DIM,
-                      image_resolution=(IMAGE, IMAGE), tokenizer_max_length=TOKENS, input_features=inputs,
-                      output_features=outputs, device="cpu", push_to_hub=False)
+    return fixture_config(PI05Config, TOKENS)
 
 
 def build_policy() -> Any:
