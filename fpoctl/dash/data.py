@@ -43,6 +43,11 @@ class RunInfo:
     success: float | None = None
     best_success: float | None = None
     ret: float | None = None
+    phase: str | None = None
+    """What the run is doing when it is not iterating, e.g. "evaluating the prior 12/50 episodes";
+    None while it iterates."""
+    first_started: float | None = None
+    """When the run first started running (earlier attempts included); `started` is this attempt."""
 
 
 def run_info(run: Run, now: float, latest: Mapping[str, float], best: Mapping[str, float]) -> RunInfo:
@@ -60,7 +65,8 @@ def run_info(run: Run, now: float, latest: Mapping[str, float], best: Mapping[st
         elapsed=elapsed, eta=eta, env_steps=latest.get(ENV_STEPS),
         success=latest.get(EVAL_SUCCESS, latest.get(ROLLOUT_SUCCESS)),
         best_success=best.get(EVAL_SUCCESS, best.get(ROLLOUT_SUCCESS)),
-        ret=latest.get(ROLLOUT_RETURN),
+        ret=latest.get(ROLLOUT_RETURN), phase=getattr(run, "phase", None),
+        first_started=getattr(run, "first_started", None) or run.started,
     )
 
 
