@@ -1,0 +1,123 @@
+"""Where a run came from and what it changed: its config overrides, the chain of runs and models it
+was initialised from, and its evaluation success arc (prior -> best -> last). No torch here: the
+CLI's `runs show` and the dashboard read these."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fpoctl.errors import NotFoundError
+from fpoctl.train.config import FinetuneConfig, SFTConfig
+
+if TYPE_CHECKING:
+    from fpoctl.store import Run, Store
+
+CONFIG_CLASSES: dict[str, type] = {"finetune": FinetuneConfig, "sft": SFTConfig}
+"""The config class of each run kind that has one."""
+MAX_DEPTH = 32
+"""Longest init chain `lineage` follows."""
+
+
+def defaults(cls: type) -> dict[str, Any]:
+    """Each field's default value (a default factory called)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+def overrides(kind: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The keys of a stored run config whose values differ from its kind's defaults, in field order
+    (keys the config class does not know come last); a kind without a config class: the config
+    minus None values."""
+    cls = CONFIG_CLASSES.get(kind)
+    if cls is None:
+        return {k: v for k, v in config.items() if v is not None}
+    base = defaults(cls)
+    order = [*base, *(k for k in config if k not in base)]
+    return {k: config[k] for k in order if k in config and (k not in base or config[k] != base[k])}
+
+
+def config_diff(configs: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The keys in which the configs differ (a missing key counts as None), in first-seen order,
+    each with its value in every config."""
+    keys = list(dict.fromkeys(k for c in configs for k in c))
+    out: dict[str, list[Any]] = {}
+    for key in keys:
+        values = [c.get(key) for c in configs]
+        if any(v != values[0] for v in values[1:]):
+            out[key] = values
+    return out
+
+
+@dataclass(frozen=True)
+class SuccessArc:
+    """A run's evaluation success: the prior's (the first evaluation), the best and the last."""
+
+    prior: float | None
+    best: float | None
+    last: float | None
+
+
+def success_arc(series: Sequence[tuple[int, float]]) -> SuccessArc:
+    """From a run's `eval/success_rate` series, (step, value) sorted by step: a fine-tune evaluates
+    its prior at iteration 0 before it trains, so the first value is the prior's."""
+    if not series:
+        return SuccessArc(None, None, None)
+    values = [v for _, v in series]
+    return SuccessArc(prior=values[0], best=max(values), last=values[-1])
+
+
+def init_ref(kind: str, config: dict[str, Any]) -> str | None:
+    """What a run was initialised from: a fine-tune's `init`; an SFT's `policy` when that names a
+    run, a pulled model or a folder rather than a fresh policy."""
+    ref = config.get("init")
+    if ref is None and kind == "sft" and config.get("policy"):
+        from policies.registry import POLICY_NAMES  # torch: only for an SFT that may start from one
+
+        ref = None if config["policy"] in POLICY_NAMES else config["policy"]
+    return None if ref is None else str(ref)
+
+
+def lineage(store: Store, run: Run) -> list[str]:
+    """The init chain of `run` as short texts, nearest first, e.g. ["run 3 fast-goal-sft (sft)",
+    "pulled pi0-libero"]: runs are followed to what they started from (a cycle or a deleted run
+    ends the chain with a note)."""
+    chain: list[str] = []
+    seen = {run.id}
+    ref = init_ref(run.kind, run.config or {})
+    while ref is not None and len(chain) < MAX_DEPTH:
+        text, parent = _describe(store, ref)
+        if parent is not None and parent.id in seen:
+            chain.append(f"run {parent.id} (a cycle: stops here)")
+            break
+        chain.append(text)
+        if parent is None:
+            break
+        seen.add(parent.id)
+        ref = init_ref(parent.kind, parent.config or {})
+    return chain
+
+
+def _describe(store: Store, ref: str) -> tuple[str, Run | None]:
+    """One link of the chain (in the order `build.resolve_source` looks: folder, run, model)."""
+    if Path(ref).expanduser().is_dir():
+        return f"folder {ref}", None
+    try:
+        run = store.get_run(ref)
+    except NotFoundError:
+        run = None
+    if run is not None:
+        return f"run {run.id} {run.name} ({run.kind})", run
+    for model in store.models():
+        if ref in (model.alias, model.repo, str(model.id)):
+            name = model.alias or model.repo
+            return f"pulled {name}" + (f" ({model.repo})" if model.alias and model.repo != name else ""), None
+    return f"{ref} (no longer in the store)", None
