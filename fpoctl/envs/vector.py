@@ -20,6 +20,7 @@ import numpy as np
 
 from fpoctl.envs.base import TaskSpec
 from fpoctl.envs.chunks import EpisodeTracker, run_chunk, stack_obs
+from fpoctl.envs.recording import EpisodeRecorder, Recording
 from fpoctl.envs.workers import TaskEnvFactory, WorkerVectorEnv
 
 
@@ -64,11 +65,12 @@ class SyncVectorEnv:
 
 def make_vector_env(task: TaskSpec, num_envs: int, *, obs_mode: str | None = None,
                     seed: int = 0, workers: bool = False, budget: int | None = None,
-                    **env_kwargs: Any) -> SyncVectorEnv | WorkerVectorEnv:
+                    record: Recording | None = None, **env_kwargs: Any
+                    ) -> SyncVectorEnv | WorkerVectorEnv:
     """A vector env of `task`. `workers=True` runs each env in its own process (see workers.py).
     `budget` replaces the task's episode budget in env steps, also inside envs that keep their
     own (`TaskSpec.budget_kwarg`: LIBERO's max_steps, which env_kwargs may set too); other envs'
-    own time limits still end their episodes."""
+    own time limits still end their episodes. `record`: write each env's episodes as videos."""
     if task.budget_kwarg:
         if budget is not None:
             env_kwargs[task.budget_kwarg] = budget
@@ -76,21 +78,22 @@ def make_vector_env(task: TaskSpec, num_envs: int, *, obs_mode: str | None = Non
     budget = budget or task.max_steps
 
     def make(i: int) -> gym.Env:
-        return task.make_env(obs_mode, seed=seed + i, **env_kwargs)
+        env = task.make_env(obs_mode, seed=seed + i, **env_kwargs)
+        return EpisodeRecorder(env, record, i) if record else env
 
     if workers:
-        factory = TaskEnvFactory(task.name, obs_mode, dict(env_kwargs))
+        factory = TaskEnvFactory(task.name, obs_mode, dict(env_kwargs), record)
         return WorkerVectorEnv(factory, num_envs, budget, seed=seed)
     return SyncVectorEnv(make, num_envs, budget)
 
 
 def make_eval_vector_env(task: TaskSpec, num_envs: int, *, obs_mode: str | None = None, seed: int = 0,
                          workers: bool = False, env_kwargs: dict[str, Any] | None = None,
-                         subtask: int | None = None, budget: int | None = None
-                         ) -> SyncVectorEnv | WorkerVectorEnv:
+                         subtask: int | None = None, budget: int | None = None,
+                         record: Recording | None = None) -> SyncVectorEnv | WorkerVectorEnv:
     """A vector env for evaluations: `make_vector_env` plus the task's sweep of its recorded
     initial states from state 0 (`TaskSpec.eval_env_kwargs`), so evaluations compare policies on
     the same starts; a suite's `subtask` pins its envs to that task."""
     kwargs = {**(env_kwargs or {}), **task.eval_env_kwargs(num_envs, seed, subtask)}
     return make_vector_env(task, num_envs, obs_mode=obs_mode, seed=seed, workers=workers,
-                           budget=budget, **kwargs)
+                           budget=budget, record=record, **kwargs)

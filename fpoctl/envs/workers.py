@@ -28,6 +28,7 @@ import numpy as np
 
 from fpoctl.envs.chunks import EpisodeTracker, run_chunk, stack_obs
 from fpoctl.envs.headless import use_headless_gl
+from fpoctl.envs.recording import EpisodeRecorder, Recording
 from fpoctl.errors import FpoctlError
 
 EnvFactory = Callable[[int, int], gym.Env]  # (env index, seed) -> env; must pickle
@@ -42,11 +43,13 @@ class TaskEnvFactory:
     task: str
     obs_mode: str | None = None
     env_kwargs: dict[str, Any] = field(default_factory=dict)
+    record: Recording | None = None  # write this env's episodes as videos
 
     def __call__(self, index: int, seed: int) -> gym.Env:
         from fpoctl.envs.base import get_task
 
-        return get_task(self.task).make_env(self.obs_mode, seed=seed, **self.env_kwargs)
+        env = get_task(self.task).make_env(self.obs_mode, seed=seed, **self.env_kwargs)
+        return EpisodeRecorder(env, self.record, index) if self.record else env
 
 
 def _error_text(exc: BaseException) -> str:
