@@ -18,7 +18,7 @@ from fpoctl.commands.placement import (
 )
 from fpoctl.commands.report import attached_progress, report_started, summary
 from fpoctl.errors import FpoctlError
-from fpoctl.train.config import FinetuneConfig, SFTConfig, as_dict, field_docs, resolve
+from fpoctl.train.config import FinetuneConfig, SFTConfig, resolve, to_toml
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="A TOML file of config values.")]
 SetOpt = Annotated[list[str] | None, typer.Option(
@@ -26,7 +26,8 @@ SetOpt = Annotated[list[str] | None, typer.Option(
 NameOpt = Annotated[str | None, typer.Option(help="A name for the run. (default: TASK-KIND)")]
 SeedOpt = Annotated[int | None, typer.Option(help="Seed. (default: 0)")]
 DeviceOpt = Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N. (default: auto)")]
-ShowOpt = Annotated[bool, typer.Option(help="Print the resolved config with docs; do not run.")]
+ShowOpt = Annotated[bool, typer.Option(
+    help="Print the resolved config as TOML with docs (a --config file); do not run.")]
 
 
 def finetune(
@@ -82,7 +83,7 @@ def finetune(
     cfg = resolve(FinetuneConfig, config, set_, task=task, policy=policy, init=init,
                   iterations=iterations, seed=seed, device=device)
     if show_config:
-        _show_config(cfg)
+        _show_config(cfg, "finetune")
         return
     if node_rank > 0:
         launch.check()
@@ -125,7 +126,7 @@ def sft(
     cfg = resolve(SFTConfig, config, set_, task=task, demos=demos, expert_episodes=expert,
                   policy=policy, steps=steps, seed=seed, device=device)
     if show_config:
-        _show_config(cfg)
+        _show_config(cfg, "sft")
         return
     from fpoctl.train.sft_job import sft
 
@@ -134,7 +135,6 @@ def sft(
     summary(result, "sft")
 
 
-def _show_config(cfg: object) -> None:
-    docs = field_docs(type(cfg))
-    for key, value in as_dict(cfg).items():
-        console.print(f"[bold]{key}[/] = {value!r}  [dim]# {docs.get(key, '')}[/]", highlight=False)
+def _show_config(cfg: object, command: str) -> None:
+    """The resolved config as TOML (plain text: no wrapping, so `> run.toml` is a --config file)."""
+    typer.echo(to_toml(cfg, command), nl=False)

@@ -340,6 +340,60 @@ def as_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+def to_toml(cfg: Any, command: str) -> str:
+    """The config as a TOML file that `--config` reads back to the same config: each key under its
+    docstring as comments; a None value (TOML has none) as a commented-out line."""
+    docs = field_docs(type(cfg))
+    lines = [f"# fpoctl {command}: the resolved config. Run it with `fpoctl {command} --config FILE`.", ""]
+    for key, value in as_dict(cfg).items():
+        lines += [f"# {line.strip()}".rstrip() for line in docs.get(key, "").splitlines()]
+        if value is None:
+            lines.append(f"# {key} = (not set)")
+        elif _holds_none(value):
+            lines.append(f"# {key} = {json.dumps(value)}  (holds null, which TOML cannot write: use --set)")
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _holds_none(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_holds_none(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_holds_none(v) for v in value)
+    return value is None
+
+
+def _toml_value(value: Any) -> str:
+    """One TOML value: strings, numbers (inf too), booleans, arrays and inline tables."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return "nan" if math.isnan(value) else "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        items = (f"{_toml_key(str(k))} = {_toml_value(v)}" for k, v in value.items())
+        return "{" + ", ".join(items) + "}"
+    raise FpoctlError(f"config value {value!r} cannot be written as TOML")
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string (JSON's escapes, plus DEL, which TOML does not allow raw)."""
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def _toml_key(key: str) -> str:
+    return key if key and all(c.isascii() and (c.isalnum() or c in "-_") for c in key) else _toml_string(key)
+
+
 def field_docs(cls: type) -> dict[str, str]:
     """Each field's docstring (the string literal after it), for `--help` and docs."""
     import ast
