@@ -57,10 +57,13 @@ def iteration_metrics(it: int, *, rng: random.Random, skill: float = 1.0) -> dic
 
 
 def write_iterations(store: Store, run_id: int, start: int, count: int, *, seed: int = 0,
-                     skill: float = 1.0) -> None:
-    """Log iterations start .. start+count-1 through the store's batched writer."""
+                     skill: float = 1.0, started: float | None = None) -> None:
+    """Log iterations start .. start+count-1 through the store's batched writer (`started`: the
+    run's start, iteration i is logged SECONDS_PER_ITER * (i + 1) after it; else now)."""
     rng = random.Random(seed * 100_003 + start)
-    with store.metric_writer(run_id, max_rows=20_000) as writer:
+    it = start
+    clock = time.time if started is None else lambda: started + SECONDS_PER_ITER * (it + 1)
+    with store.metric_writer(run_id, max_rows=20_000, clock=clock) as writer:
         for it in range(start, start + count):
             writer.log(it, iteration_metrics(it, rng=rng, skill=skill))
     store.heartbeat(run_id, step=start + count)
@@ -89,7 +92,8 @@ def seed_runs(store: Store, now: float = FROZEN_NOW) -> dict[str, int]:
             store.update_run(run.id, created=now - 60)
             continue
         store.set_status(run.id, "running")
-        write_iterations(store, run.id, 0, done, seed=i, skill=skill)
+        started = now - ago
+        write_iterations(store, run.id, 0, done, seed=i, skill=skill, started=started)
         for step in range(50, done + 1, 50):
             store.add_checkpoint(run.id, step, f"runs/{run.id}/ckpt/{step:06d}", "0" * 64,
                                  {"eval/success_rate": 0.5}, is_best=step == done // 50 * 50)
@@ -101,10 +105,11 @@ def seed_runs(store: Store, now: float = FROZEN_NOW) -> dict[str, int]:
         if status in ("finished", "failed"):
             store.set_status(run.id, status, error="CUDA error: out of memory" if status == "failed"
                              else None)
-        started = now - ago
         end = started + done * SECONDS_PER_ITER
-        store.update_run(run.id, created=started - 30, started=started, pid=None, host=None,
-                         finished=end if status in ("finished", "failed") else None,
+        ended = status in ("finished", "failed")
+        store.update_run(run.id, created=started - 30, started=started, first_started=started,
+                         active_s=end - started if ended else 0.0, pid=None, host=None,
+                         finished=end if ended else None,
                          heartbeat=now - 2 if status == "running" else end)
         _space_events(store, run.id, started)
     return ids

@@ -6,7 +6,7 @@ seen id are ever read) and turns changed keys into downsampled `Curve`s against 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +14,7 @@ import numpy as np
 
 from fpoctl.jobs.process import display_status
 from fpoctl.metric_names import ENV_STEPS, EVAL_SUCCESS, ROLLOUT_RETURN, ROLLOUT_SUCCESS
-from fpoctl.store import MetricRow, Run
+from fpoctl.store import MetricRow, Run, elapsed_s, eta_s
 
 MAX_POINTS = 400
 """Points per plotted curve: enough for a 200-cell-wide braille plot, cheap to draw."""
@@ -37,8 +37,11 @@ class RunInfo:
     config: dict[str, Any]
     error: str | None
     started: float | None
+    """When the run first ran (its first attempt), else when it was created."""
     elapsed: float | None
+    """Seconds it has run, over all its attempts."""
     eta: float | None
+    """Seconds left at its recent iteration rate (None: not running, or nothing to go by)."""
     env_steps: float | None = None
     success: float | None = None
     best_success: float | None = None
@@ -46,27 +49,24 @@ class RunInfo:
     phase: str | None = None
     """What the run is doing when it is not iterating, e.g. "evaluating the prior 12/50 episodes";
     None while it iterates."""
-    first_started: float | None = None
-    """When the run first started running (earlier attempts included); `started` is this attempt."""
 
 
-def run_info(run: Run, now: float, latest: Mapping[str, float], best: Mapping[str, float]) -> RunInfo:
-    """A `RunInfo` from a stored run, its newest metric values and its best values."""
+def run_info(run: Run, now: float, latest: Mapping[str, float], best: Mapping[str, float],
+             recent: Sequence[tuple[float, int]] = ()) -> RunInfo:
+    """A `RunInfo` from a stored run, its newest metric values, its best values and the (time,
+    step) of its newest iterations (`Store.step_times`: the ETA's recent rate)."""
     status = display_status(run, now)
-    end = run.finished or (now if status == "running" else run.heartbeat)
-    elapsed = end - run.started if run.started and end else None
-    eta = None
-    if status == "running" and run.total_steps and run.step and elapsed is not None:
-        eta = elapsed / run.step * max(run.total_steps - run.step, 0)
+    alive = status == "running"
     return RunInfo(
         id=run.id, name=run.name, kind=run.kind, task=run.task, policy=run.policy, status=status,
         step=run.step, total_steps=run.total_steps, seed=run.seed, git_sha=run.git_sha,
-        config=dict(run.config or {}), error=run.error, started=run.started or run.created,
-        elapsed=elapsed, eta=eta, env_steps=latest.get(ENV_STEPS),
+        config=dict(run.config or {}), error=run.error,
+        started=run.first_started or run.started or run.created,
+        elapsed=elapsed_s(run, now, alive=alive), eta=eta_s(run, now, recent, alive=alive),
+        env_steps=latest.get(ENV_STEPS),
         success=latest.get(EVAL_SUCCESS, latest.get(ROLLOUT_SUCCESS)),
         best_success=best.get(EVAL_SUCCESS, best.get(ROLLOUT_SUCCESS)),
-        ret=latest.get(ROLLOUT_RETURN), phase=getattr(run, "phase", None),
-        first_started=getattr(run, "first_started", None) or run.started,
+        ret=latest.get(ROLLOUT_RETURN), phase=run.phase,
     )
 
 

@@ -143,7 +143,7 @@ def _start(settings: Settings, store: Store, run_id: int, launch: Launch, *, det
         raise FpoctlError(reason) from None
     with RunLock(run_dir).acquire(run_id) as lock:
         if requeue:
-            store.update_run(run_id, status="queued", error=None, finished=None, pid=None)
+            store.requeue(run_id)
             store.add_event(run_id, "resume requested", kind="resume")
         if not launch.distributed and not detach:
             try:

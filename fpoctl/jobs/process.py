@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fpoctl.errors import FpoctlError
 from fpoctl.store import Run
-from fpoctl.store.api import heartbeat_stale_s
+from fpoctl.store.timing import heartbeat_stale_s
 
 
 class JobActive(FpoctlError):

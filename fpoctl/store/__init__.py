@@ -3,6 +3,7 @@
 from fpoctl.store.api import Store
 from fpoctl.store.metrics import MetricRow, MetricWriter
 from fpoctl.store.models import Checkpoint, Evaluation, Event, Model, Push, Run
+from fpoctl.store.timing import elapsed_s, eta_s
 
 __all__ = [
     "Checkpoint",
@@ -14,4 +15,6 @@ __all__ = [
     "Push",
     "Run",
     "Store",
+    "elapsed_s",
+    "eta_s",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,16 +14,20 @@ from sqlalchemy.engine import Engine
 from fpoctl.errors import FpoctlError, NotFoundError
 from fpoctl.store import db, metrics
 from fpoctl.store.models import Checkpoint, Evaluation, Event, Model, Push, Run
+from fpoctl.store.timing import RECENT_STEPS, heartbeat_stale_s
 
-HEARTBEAT_STALE_S = 120.0
-"""A worker silent this long whose pid is gone is `lost` (FPOCTL_HEARTBEAT_STALE_S overrides)."""
+STEP_TIME_ROWS = 4000
+"""Newest metric rows `step_times` reads (tens of keys an iteration: enough for RECENT_STEPS)."""
 
 
 class Store:
     """A connection to the run store. The trainer writes through it, the dashboard reads."""
 
-    def __init__(self, url: str, *, auto_upgrade: bool = True) -> None:
+    def __init__(self, url: str, *, auto_upgrade: bool = True,
+                 clock: Callable[[], float] = time.time) -> None:
         self.url = url
+        self.clock = clock
+        """Where every time the store stamps comes from (a test hands in a fake clock)."""
         self.engine: Engine = db.open_engine(url, auto_upgrade=auto_upgrade)
         self.session = db.session_factory(self.engine)
 
@@ -56,7 +60,7 @@ class Store:
         run = Run(
             name=name, kind=kind, task=task, policy=policy, config=config or {}, seed=seed,
             git_sha=git_sha, parent_id=parent_id, total_steps=total_steps, status=status,
-            created=time.time(), step=0,
+            created=self.clock(), step=0,
         )
         with self.session.begin() as s:
             s.add(run)
@@ -94,12 +98,15 @@ class Store:
             s.execute(sa.update(Run).where(Run.id == run_id).values(**fields))
 
     def set_status(self, run_id: int, status: str, *, error: str | None = None) -> None:
-        """Move a run to `status`, stamping start/finish times, and log it as an event."""
-        now = time.time()
-        fields: dict[str, Any] = {"status": status, "heartbeat": now}
+        """Move a run to `status`, stamping times, and log it as an event. Leaving `running` ends
+        the open attempt: its time (see `timing.attempt_end`) is added to `active_s`; entering it
+        starts one (`started`; `first_started` the first time). Any change clears `phase`."""
+        now = self.clock()
+        fields: dict[str, Any] = {"status": status, "heartbeat": now, "phase": None,
+                                  "active_s": self._closed_attempt(now)}
         if status == "running":
-            fields.update(started=now, finished=None, error=None, pid=os.getpid(),
-                          host=socket.gethostname())
+            fields.update(started=now, first_started=sa.func.coalesce(Run.first_started, now),
+                          finished=None, error=None, pid=os.getpid(), host=socket.gethostname())
         if status in ("finished", "failed", "stopped"):
             fields["finished"] = now
         if error is not None:
@@ -109,9 +116,26 @@ class Store:
         self.add_event(run_id, f"status -> {status}" + (f": {error}" if error else ""),
                        level=level, kind="status")
 
+    def requeue(self, run_id: int) -> None:
+        """Queue a run again for a new attempt (a resume): an attempt left open by a lost worker
+        ends at its last heartbeat."""
+        self.update_run(run_id, status="queued", error=None, finished=None, pid=None, phase=None,
+                        active_s=self._closed_attempt(self.clock()))
+
+    @staticmethod
+    def _closed_attempt(now: float) -> sa.ColumnElement[float]:
+        """`active_s` after the open attempt (if any) ends, as one SQL expression so that the
+        update reads and writes the row at once (`timing.attempt_end`'s rule: up to now while the
+        heartbeat is fresh, else up to the heartbeat)."""
+        fresh = sa.and_(Run.heartbeat.is_not(None), Run.heartbeat >= now - heartbeat_stale_s())
+        end = sa.case((fresh, now), else_=sa.func.coalesce(Run.heartbeat, Run.started))
+        attempt = sa.case((end > Run.started, end - Run.started), else_=0.0)
+        is_open = sa.and_(Run.status == "running", Run.started.is_not(None))
+        return sa.case((is_open, Run.active_s + attempt), else_=Run.active_s)
+
     def heartbeat(self, run_id: int, step: int | None = None) -> None:
         """Record that the worker is alive (and its current iteration)."""
-        fields: dict[str, Any] = {"heartbeat": time.time()}
+        fields: dict[str, Any] = {"heartbeat": self.clock()}
         if step is not None:
             fields["step"] = step
         self.update_run(run_id, **fields)
@@ -128,7 +152,7 @@ class Store:
     def add_event(self, run_id: int, message: str, *, level: str = "info", kind: str = "note") -> None:
         """Append one line to the run's event log."""
         with self.session.begin() as s:
-            s.add(Event(run_id=run_id, time=time.time(), level=level, kind=kind, message=message))
+            s.add(Event(run_id=run_id, time=self.clock(), level=level, kind=kind, message=message))
 
     def events_since(self, run_id: int, after_id: int = 0, limit: int | None = None) -> list[Event]:
         """Events with id > `after_id`, oldest first."""
@@ -147,7 +171,7 @@ class Store:
     ) -> Checkpoint:
         """Record a checkpoint written to disk (and, if best, un-mark the previous best)."""
         ckpt = Checkpoint(run_id=run_id, step=step, path=path, sha256=sha256,
-                          metrics=metrics or {}, is_best=is_best, created=time.time())
+                          metrics=metrics or {}, is_best=is_best, created=self.clock())
         with self.session.begin() as s:
             if is_best:
                 s.execute(sa.update(Checkpoint).where(Checkpoint.run_id == run_id)
@@ -169,7 +193,7 @@ class Store:
     # -- models, pushes, evals ----------------------------------------------------------
     def add_model(self, **fields: Any) -> Model:
         """Register a pulled model."""
-        model = Model(created=time.time(), **fields)
+        model = Model(created=self.clock(), **fields)
         with self.session.begin() as s:
             s.add(model)
         return model
@@ -186,7 +210,7 @@ class Store:
 
     def add_push(self, **fields: Any) -> Push:
         """Record a push to the Hub."""
-        push = Push(created=time.time(), **fields)
+        push = Push(created=self.clock(), **fields)
         with self.session.begin() as s:
             s.add(push)
         return push
@@ -201,7 +225,7 @@ class Store:
 
     def add_evaluation(self, **fields: Any) -> Evaluation:
         """Record an evaluation result."""
-        ev = Evaluation(created=time.time(), **fields)
+        ev = Evaluation(created=self.clock(), **fields)
         with self.session.begin() as s:
             s.add(ev)
         return ev
@@ -226,11 +250,17 @@ class Store:
     # -- metrics ------------------------------------------------------------------------
     def metric_writer(self, run_id: int, **kwargs: Any) -> metrics.MetricWriter:
         """A batched writer for one run's metrics (close it, or use it as a context manager)."""
-        return metrics.MetricWriter(self.engine, run_id, **kwargs)
+        return metrics.MetricWriter(self.engine, run_id, **{"clock": self.clock, **kwargs})
 
     def metrics_since(self, run_id: int, after_id: int = 0, **kwargs: Any) -> list[metrics.MetricRow]:
         """Metric rows newer than `after_id` (see `metrics.metrics_since`)."""
         return metrics.metrics_since(self.engine, run_id, after_id, **kwargs)
+
+    def step_times(self, run_id: int, since: float | None = None,
+                   limit: int = RECENT_STEPS) -> list[tuple[float, int]]:
+        """(time, step) of the run's newest `limit` logged steps (logged at or after `since`),
+        oldest first: what `timing.eta_s` measures the recent rate with."""
+        return metrics.step_times(self.engine, run_id, since, limit, rows=STEP_TIME_ROWS)
 
     def series(self, run_id: int, key: str) -> list[tuple[int, float]]:
         """All (step, value) points of one metric."""
@@ -260,10 +290,3 @@ class Store:
         """Delete a run's metric rows logged after `step`; returns how many went."""
         return metrics.delete_after(self.engine, run_id, step)
 
-
-def heartbeat_stale_s() -> float:
-    """Seconds without a heartbeat after which a run whose worker is gone shows as `lost`."""
-    try:
-        return float(os.environ.get("FPOCTL_HEARTBEAT_STALE_S", HEARTBEAT_STALE_S))
-    except ValueError:
-        return HEARTBEAT_STALE_S

@@ -6,7 +6,7 @@ import atexit
 import math
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 import sqlalchemy as sa
@@ -44,9 +44,10 @@ class MetricWriter:
     that error as a StoreError in the caller's thread (the flusher thread never raises)."""
 
     def __init__(
-        self, engine: Engine, run_id: int, *, max_rows: int = 1000, max_seconds: float = 1.0
+        self, engine: Engine, run_id: int, *, max_rows: int = 1000, max_seconds: float = 1.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        self.engine, self.run_id = engine, run_id
+        self.engine, self.run_id, self.clock = engine, run_id, clock
         self.max_rows, self.max_seconds = max_rows, max_seconds
         self._rows: list[dict] = []
         self._lock = threading.Lock()
@@ -61,7 +62,7 @@ class MetricWriter:
         the StoreError of a batch that could not be written."""
         if self._failed is not None:
             raise StoreError(self._failed)
-        now = time.time()
+        now = self.clock()
         rows = [
             {"run_id": self.run_id, "step": int(step), "key": k, "value": float(v), "time": now}
             for k, v in values.items()
@@ -135,6 +136,26 @@ def metrics_since(
         query = query.limit(limit)
     with engine.connect() as conn:
         return [MetricRow(*r) for r in conn.execute(query)]
+
+
+def step_times(engine: Engine, run_id: int, since: float | None, limit: int, *,
+               rows: int) -> list[tuple[float, int]]:
+    """(time, step) of a run's newest `limit` steps among its newest `rows` rows (logged at or
+    after `since`), oldest first; a step's time is that of its last row. One (run_id, id) index
+    scan, whatever the run's size."""
+    query = (
+        sa.select(_metrics.c.step, _metrics.c.time)
+        .where(_metrics.c.run_id == run_id)
+        .order_by(_metrics.c.id.desc())
+        .limit(rows)
+    )
+    if since is not None:
+        query = query.where(_metrics.c.time >= since)
+    last: dict[int, float] = {}
+    with engine.connect() as conn:
+        for step, at in conn.execute(query):
+            last[int(step)] = max(float(at), last.get(int(step), float(at)))
+    return [(last[s], s) for s in sorted(last)[-limit:]]
 
 
 def max_metric_id(engine: Engine) -> int:

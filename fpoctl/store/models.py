@@ -42,6 +42,12 @@ class Run(Base):
     step: Mapped[int] = mapped_column(Integer, default=0)
     total_steps: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
+    active_s: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    """Seconds spent running in earlier, ended attempts (the open one counts from `started`)."""
+    first_started: Mapped[float | None] = mapped_column(Float)
+    """When the run first ran (`started` is when its current or last attempt did)."""
+    phase: Mapped[str | None] = mapped_column(Text)
+    """What the run does when not iterating ("evaluating the prior 12/50 episodes (1.4/s)")."""
 
 
 class Metric(Base):

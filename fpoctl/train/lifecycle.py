@@ -11,7 +11,7 @@ from contextlib import contextmanager, suppress
 from types import FrameType
 
 from fpoctl.store import Store
-from fpoctl.store.api import heartbeat_stale_s
+from fpoctl.store.timing import heartbeat_stale_s
 
 
 @contextmanager
