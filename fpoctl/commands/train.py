@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fpoctl.commands.common import console, settings
+from fpoctl.commands.common import console, open_store, print_json, settings
 from fpoctl.commands.placement import (
     ForceOpt,
     ForegroundOpt,
@@ -18,7 +18,12 @@ from fpoctl.commands.placement import (
 )
 from fpoctl.commands.report import attached_progress, report_started, summary
 from fpoctl.errors import FpoctlError
-from fpoctl.train.config import FinetuneConfig, SFTConfig, resolve, to_toml
+from fpoctl.train.config import FinetuneConfig, SFTConfig, to_toml, user_values
+from fpoctl.train.configure import configure
+from fpoctl.train.recipes import RECIPES
+
+if TYPE_CHECKING:
+    from fpoctl.train.job import JobResult
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="A TOML file of config values.")]
 SetOpt = Annotated[list[str] | None, typer.Option(
@@ -26,6 +31,11 @@ SetOpt = Annotated[list[str] | None, typer.Option(
 NameOpt = Annotated[str | None, typer.Option(help="A name for the run. (default: TASK-KIND)")]
 SeedOpt = Annotated[int | None, typer.Option(help="Seed. (default: 0)")]
 DeviceOpt = Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N. (default: auto)")]
+RecipeOpt = Annotated[str | None, typer.Option(
+    help=f"Start from a task recipe's settings ({', '.join(RECIPES)}; fpoctl/train/recipes.py); "
+    "--config and --set win over it.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the run id.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the run id and the result as JSON.")]
 ShowOpt = Annotated[bool, typer.Option(
     help="Print the resolved config as TOML with docs (a --config file); do not run.")]
 
@@ -53,9 +63,10 @@ def finetune(
     force: ForceOpt = False,
     resume: Annotated[str | None, typer.Option(help="Resume this run (same as `fpoctl resume RUN`).")
                       ] = None,
+    recipe: RecipeOpt = None,
     show_config: ShowOpt = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the run id.")] = False,
-    json_: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    quiet: QuietOpt = False,
+    json_: JsonOpt = False,
 ) -> None:
     """Fine-tune a flow policy online with FPO, as a background job (or --foreground).
 
@@ -67,7 +78,8 @@ def finetune(
       fpoctl finetune --gpus 0,1,2,3 ...      # 4 ranks under torchrun, gradients averaged
       fpoctl finetune --gpus 0,1,2,3 --set scope=full --set shard=fsdp ...  # all of pi0, sharded
       fpoctl finetune --foreground --iterations 20
-    Every config key (`--set key=value`) with its meaning and value: add `--show-config`.
+    Every config key (`--set key=value`) with its meaning and value: add `--show-config` (TOML,
+    a --config file). From a run (--init RUN), its task, obs_mode, chunk and sizes are taken unless set.
     On nodes 1.. of a multi-node job: the same command with --node-rank K (joins node 0's run).
     """
     from fpoctl import jobs
@@ -80,18 +92,18 @@ def finetune(
                                   launch=launch, progress=update)
         report_started(started, json_=json_, quiet=quiet)
         return
-    cfg = resolve(FinetuneConfig, config, set_, task=task, policy=policy, init=init,
-                  iterations=iterations, seed=seed, device=device)
-    if show_config:
-        _show_config(cfg, "finetune")
-        return
+    cfg = _configure(ctx, "finetune", user_values(
+        FinetuneConfig, config, set_, task=task, policy=policy, init=init, iterations=iterations, seed=seed,
+        device=device), recipe, show=show_config, quiet=quiet or json_)
     if node_rank > 0:
         launch.check()
         console.print(f"joining the run of node 0 ({master_addr}) with {launch.nproc} process(es)")
         raise typer.Exit(jobs.join_job(settings(ctx), launch))
-    with attached_progress(foreground) as update:
+    with attached_progress(foreground and not (json_ or quiet)) as update:
         started = jobs.start_finetune(settings(ctx), cfg, name=name, gpus=_gpu_list(gpus), launch=launch,
                                       detach=not foreground, force=force, progress=update)
+    if started.result is not None and (json_ or quiet):
+        _report(started.result, json_=json_)
     report_started(started, json_=json_, quiet=quiet)
 
 
@@ -117,24 +129,47 @@ def sft(
     name: NameOpt = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
+    recipe: RecipeOpt = None,
     show_config: ShowOpt = False,
+    quiet: QuietOpt = False,
+    json_: JsonOpt = False,
 ) -> None:
     """Behaviour-clone a flow policy from demonstrations (the prior FPO fine-tunes).
 
     Example: fpoctl sft --task fast-goal --expert 20 --steps 1000
+    Every config key with its meaning and value: add `--show-config` (TOML, a --config file).
     """
-    cfg = resolve(SFTConfig, config, set_, task=task, demos=demos, expert_episodes=expert,
-                  policy=policy, steps=steps, seed=seed, device=device)
-    if show_config:
-        _show_config(cfg, "sft")
-        return
+    cfg = _configure(ctx, "sft", user_values(
+        SFTConfig, config, set_, task=task, demos=demos, expert_episodes=expert, policy=policy, steps=steps,
+        seed=seed, device=device), recipe, show=show_config, quiet=quiet or json_)
     from fpoctl.train.sft_job import sft
 
-    with attached_progress(True, "SFT", "step") as update:
+    with attached_progress(not (json_ or quiet), "SFT", "step") as update:
         result = sft(settings(ctx), cfg, name=name, progress=update)
+    if json_ or quiet:
+        _report(result, json_=json_)
     summary(result, "sft")
 
 
-def _show_config(cfg: object, command: str) -> None:
-    """The resolved config as TOML (plain text: no wrapping, so `> run.toml` is a --config file)."""
-    typer.echo(to_toml(cfg, command), nl=False)
+def _configure(ctx: typer.Context, kind: str, user: dict, recipe: str | None, *, show: bool,
+               quiet: bool) -> object:
+    """The job's config (recipe <- what its init was trained with <- the user's), shown as TOML
+    (`show`) or run; says what it inherited (on stdout: stderr is for the one error line), except
+    for scripts (`quiet`: -q / --json)."""
+    made = configure(kind, user, recipe=recipe, store=lambda: open_store(ctx))
+    if show:
+        typer.echo(to_toml(made.config, kind, made.note()), nl=False)
+        raise typer.Exit
+    if (note := made.note()) and not quiet:
+        console.print(note, highlight=False, soft_wrap=True)
+    return made.config
+
+
+def _report(result: JobResult, *, json_: bool) -> None:
+    """A job that trained here, for scripts: its run id and result as JSON, or only the run id;
+    exit 1 unless it finished."""
+    if json_:
+        print_json(result.__dict__)
+    else:
+        typer.echo(result.run_id)
+    raise typer.Exit(0 if result.status == "finished" else 1)

@@ -201,9 +201,17 @@ def resumable(run: Any) -> FinetuneConfig:
     return cfg
 
 
-def resolve(cls: type, toml_path: str | Path | None = None, overrides: list[str] | None = None,
-            **explicit: Any) -> Any:
-    """Defaults <- TOML file <- explicit CLI options (non-None) <- `k=v` overrides."""
+def resolve(cls: type, toml_path: str | Path | None = None, overrides: list[str] | None = None, *,
+            beneath: dict[str, Any] | None = None, **explicit: Any) -> Any:
+    """Defaults <- `beneath` (a recipe, what the init run was trained with) <- TOML file <- explicit
+    CLI options (non-None) <- `k=v` overrides."""
+    return build(cls, {**(beneath or {}), **user_values(cls, toml_path, overrides, **explicit)})
+
+
+def user_values(cls: type, toml_path: str | Path | None = None, overrides: list[str] | None = None,
+                **explicit: Any) -> dict[str, Any]:
+    """The values the user set: TOML file <- explicit CLI options (non-None) <- `k=v` overrides
+    (an unknown key is an error)."""
     values: dict[str, Any] = {}
     if toml_path:
         try:
@@ -214,19 +222,29 @@ def resolve(cls: type, toml_path: str | Path | None = None, overrides: list[str]
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise FpoctlError(f"cannot read config {toml_path}: {exc}") from None
     values.update({k: v for k, v in explicit.items() if v is not None})
-    fields = {f.name: f for f in dataclasses.fields(cls)}
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep:
             raise FpoctlError(f"--set expects key=value, got {item!r}")
         values[key.strip()] = _parse_value(raw.strip())
+    _known_keys(cls, values)
+    return values
+
+
+def build(cls: type, values: dict[str, Any]) -> Any:
+    """The config of these values over the defaults, checked."""
+    _known_keys(cls, values)
+    cfg = cls(**values)
+    check(cfg)
+    return cfg
+
+
+def _known_keys(cls: type, values: dict[str, Any]) -> None:
+    fields = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise FpoctlError(f"unknown config key(s) {', '.join(unknown)}; "
                           f"known: {', '.join(fields)}")
-    cfg = cls(**values)
-    check(cfg)
-    return cfg
 
 
 def check(cfg: Any) -> None:
@@ -340,11 +358,12 @@ def as_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def to_toml(cfg: Any, command: str) -> str:
+def to_toml(cfg: Any, command: str, note: str | None = None) -> str:
     """The config as a TOML file that `--config` reads back to the same config: each key under its
-    docstring as comments; a None value (TOML has none) as a commented-out line."""
+    docstring as comments; a None value (TOML has none) as a commented-out line; `note` on top."""
     docs = field_docs(type(cfg))
-    lines = [f"# fpoctl {command}: the resolved config. Run it with `fpoctl {command} --config FILE`.", ""]
+    lines = [f"# fpoctl {command}: the resolved config. Run it with `fpoctl {command} --config FILE`.",
+             *([f"# {note}"] if note else []), ""]
     for key, value in as_dict(cfg).items():
         lines += [f"# {line.strip()}".rstrip() for line in docs.get(key, "").splitlines()]
         if value is None:

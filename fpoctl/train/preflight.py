@@ -21,11 +21,14 @@ from fpoctl.store.db import database_file
 from fpoctl.train import sharding
 from fpoctl.train.build import family_kwargs, resolve_device, resolve_source, tokenizer_for, training_config
 from fpoctl.train.config import FinetuneConfig, SFTConfig, check
+from fpoctl.train.configure import trained_with
 from policies.checkpoint import inspect_checkpoint
 from policies.registry import DEFAULT_SCOPE, POLICY_NAMES, PolicyError, PolicyFamily, family_of, known_scopes
 
 MIN_FREE_BYTES = 64 * 2**20
 """Room a job needs on the disks of the home and the store (rows, logs, small checkpoints)."""
+FAMILY_BACKENDS = ("libero", "aloha")
+"""Backends whose tasks share observation and action spaces: a policy moves between their tasks."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,34 @@ def check_tokenizer(family: PolicyFamily, path: str | None) -> None:
                           f"({(str(exc).splitlines() or ['unreadable'])[0]})") from None
 
 
+def task_family(task: TaskSpec) -> str:
+    """The tasks a trained policy fits: a backend's whose tasks share spaces (LIBERO, ALOHA), else
+    one task's (a suite with its tasks)."""
+    return task.backend if task.backend in FAMILY_BACKENDS else task.name.partition("/")[0]
+
+
+def check_init_fits(store: Store, init: str, task: TaskSpec, obs_mode: str) -> None:
+    """A job started from a run (or an fpoctl checkpoint folder) trains on what that one learned
+    on: a task of the same family, the same observation mode."""
+    found = trained_with(store, init)
+    if found is None or not isinstance(found.config.get("task"), str):
+        return
+    try:
+        trained = get_task(found.config["task"])
+    except FpoctlError:  # a task this fpoctl no longer has: the checkpoint's own checks decide
+        return
+    family = task_family(trained)
+    if family != task_family(task):
+        kin = f" ({family} tasks)" if family != trained.name else ""
+        raise FpoctlError(f"{found.source} was trained on {trained.name}{kin}; its policy does not fit "
+                          f"task {task.name}: drop --task to train on {trained.name}, or start from "
+                          "another --init")
+    mode = found.config.get("obs_mode") or trained.default_obs_mode
+    if mode != obs_mode:
+        raise FpoctlError(f"{found.source} was trained on {mode} observations, this job has "
+                          f"obs_mode={obs_mode}: leave obs_mode unset to inherit {mode}")
+
+
 def check_finetune(settings: Settings, store: Store, cfg: FinetuneConfig, *,
                    resume_from: Path | None = None) -> Checked:
     """A fine-tuning job's input (`resume_from`: the checkpoint's policy folder a resume loads)."""
@@ -114,6 +145,8 @@ def check_finetune(settings: Settings, store: Store, cfg: FinetuneConfig, *,
     init = str(resume_from) if resume_from is not None else cfg.init
     folder, run, tok = check_policy(settings, store, cfg.policy, init, tokenizer=cfg.tokenizer,
                                     scope=cfg.scope, dtype=cfg.dtype)
+    if cfg.init and resume_from is None:
+        check_init_fits(store, cfg.init, task, mode)
     return Checked(task, mode, device, folder, run, tok)
 
 
@@ -126,6 +159,8 @@ def check_sft(settings: Settings, store: Store, cfg: SFTConfig) -> Checked:
     device = resolve_device(cfg.device)
     init = None if cfg.policy in POLICY_NAMES else cfg.policy
     folder, run, tok = check_policy(settings, store, cfg.policy, init, tokenizer=cfg.tokenizer)
+    if init is not None:
+        check_init_fits(store, init, task, mode)
     return Checked(task, mode, device, folder, run, tok)
 
 
