@@ -42,7 +42,7 @@ def test_tasks_command_lists_tasks_as_json_and_rejects_unknown_names(home) -> No
     assert out.returncode == 0, out.stderr
     rows = {r["name"]: r for r in json.loads(out.stdout)}
     assert rows["libero-spatial"]["action_dim"] == 7 and rows["libero-spatial"]["expert"]
-    assert rows["aloha-insertion"]["obs_modes"] == ["pixels"] and "gym:<id>" in rows
+    assert rows["aloha-insertion"]["obs_modes"] == ["pixels", "state"] and "gym:<id>" in rows
     bad = run_cli("tasks", "libero-spatail/3")
     assert bad.returncode == 1 and "did you mean libero-spatial/3" in bad.stderr
     assert "Traceback" not in bad.stderr

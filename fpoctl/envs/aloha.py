@@ -1,10 +1,15 @@
-"""ALOHA sim (gym-aloha): aloha-insertion and aloha-transfer-cube, rendering only the top camera.
+"""ALOHA sim (gym-aloha): aloha-insertion and aloha-transfer-cube, in two observation modes.
 
-Stock gym-aloha renders three 640x480 cameras per step and returns one; here the task renders
-only the camera it returns, at the requested size (~3x faster). Observation: image/top uint8,
-state = agent_pos (14 joints, grippers normalised), prompt. Actions: 14 absolute joint targets
-(gym-aloha declares Box(-1, 1) and passes them through unclipped; so do we). Reward: the stage
-0..4 gym-aloha reports each step; success (`is_success`, stage 4) ends the episode.
+pixels (default, pi0's input): image/top uint8, state = agent_pos (14 joints, grippers
+normalised), prompt; actions are 14 absolute joint targets (gym-aloha declares Box(-1, 1) and
+passes them through unclipped; so do we). Stock gym-aloha renders three 640x480 cameras per step
+and returns one; here the task renders only the top camera, at the requested size (~3x faster).
+state (no camera, no renderer): state = joint positions (14) + joint velocities (14) + the
+objects' poses (env_state: cube 7, or peg 7 + socket 7); actions are the same joint targets
+scaled into [-1, 1] (JOINT_CENTER + JOINT_HALF_RANGE * a, the part of each joint's range the
+tasks use), so a policy that keeps to the action box reaches all of it.
+Reward: the stage 0..4 gym-aloha reports each step; success (stage 4) ends the episode. The
+episode budget is ALOHA's own (400 steps at 50 Hz), which its scripted experts need.
 """
 
 from __future__ import annotations
@@ -17,20 +22,30 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from fpoctl.envs.base import TaskSpec, check_env_options, register
+from fpoctl.envs.base import Expert, TaskSpec, check_env_options, register
 from fpoctl.envs.headless import use_headless_gl
+from fpoctl.errors import FpoctlError
 
 ALOHA_TASKS = {
     "aloha-insertion": ("insertion", "insert the peg into the socket"),
     "aloha-transfer-cube": ("transfer_cube",
                             "pick up the cube with the right arm and hand it to the left arm"),
 }
-EPISODE_STEPS = 300
+EPISODE_STEPS = 400
+# Joint targets of the state mode's action box: waist, shoulder, elbow, forearm roll, wrist angle,
+# wrist rotate, gripper opening (0 closed .. 1 open), per arm. It covers the experts' trajectories
+# (forearm roll and wrist rotate turn a full +-pi when the wrist is straight and they trade off).
+_ARM_CENTER = [0.0, -0.05, 0.55, 0.0, -0.1, 0.0, 0.5]
+_ARM_HALF = [0.5, 1.05, 0.95, 3.2, 2.0, 3.2, 0.55]
+JOINT_CENTER = np.array(_ARM_CENTER * 2)
+JOINT_HALF_RANGE = np.array(_ARM_HALF * 2)
+OBS_MODES = ("pixels", "state")
+OBJECT_DIMS = {"transfer_cube": 7, "insertion": 14}  # env_state: free-joint poses (xyz + quat)
 INSTALL_HINT = "make sim, or: pip install gym-aloha==0.1.5 'mujoco>=3,<3.9'"
 
 
-def _top_camera_task(base: type, height: int, width: int) -> Any:
-    """A gym-aloha task whose observation renders the top camera only."""
+def _observed_task(base: type, height: int, width: int, render: bool) -> Any:
+    """A gym-aloha task whose observation renders the top camera only, or no camera."""
 
     class TopCameraTask(base):
         def get_observation(self, physics):
@@ -38,7 +53,8 @@ def _top_camera_task(base: type, height: int, width: int) -> Any:
             obs["qpos"] = self.get_qpos(physics)
             obs["qvel"] = self.get_qvel(physics)
             obs["env_state"] = self.get_env_state(physics)
-            obs["images"] = {"top": physics.render(height=height, width=width, camera_id="top")}
+            if render:
+                obs["images"] = {"top": physics.render(height=height, width=width, camera_id="top")}
             return obs
 
     return TopCameraTask()
@@ -51,7 +67,11 @@ class AlohaEnv(gym.Env):
 
     def __init__(self, task: str, obs_mode: str = "pixels", seed: int | None = None,
                  image_height: int = 480, image_width: int = 640) -> None:
-        use_headless_gl()
+        if obs_mode not in OBS_MODES:
+            raise FpoctlError(f"ALOHA has observation modes {' and '.join(OBS_MODES)}, not {obs_mode!r}")
+        self.obs_mode = obs_mode
+        if obs_mode == "pixels":
+            use_headless_gl()
         from dm_control import mujoco as dm_mujoco
         from dm_control.rl import control
         from gym_aloha.constants import ASSETS_DIR, DT
@@ -61,19 +81,39 @@ class AlohaEnv(gym.Env):
         xml, base = {"insertion": ("bimanual_viperx_insertion.xml", InsertionTask),
                      "transfer_cube": ("bimanual_viperx_transfer_cube.xml", TransferCubeTask)}[self.task_name]
         physics = dm_mujoco.Physics.from_xml_path(str(ASSETS_DIR / xml))
-        self._env = control.Environment(physics, _top_camera_task(base, image_height, image_width),
-                                        time_limit=float("inf"), control_timestep=DT,
+        task_obj = _observed_task(base, image_height, image_width, render=obs_mode == "pixels")
+        self._env = control.Environment(physics, task_obj, time_limit=float("inf"), control_timestep=DT,
                                         flat_observation=False)
-        self.observation_space = spaces.Dict({
-            "image/top": spaces.Box(0, 255, (image_height, image_width, 3), np.uint8),
-            "state": spaces.Box(-np.inf, np.inf, (14,), np.float32),
-            "prompt": spaces.Text(256, charset=string.printable),
-        })
+        self.max_steps = EPISODE_STEPS
+        if obs_mode == "pixels":
+            self.observation_space = spaces.Dict({
+                "image/top": spaces.Box(0, 255, (image_height, image_width, 3), np.uint8),
+                "state": spaces.Box(-np.inf, np.inf, (14,), np.float32),
+                "prompt": spaces.Text(256, charset=string.printable),
+            })
+        else:
+            dim = 28 + OBJECT_DIMS[self.task_name]
+            self.observation_space = spaces.Dict({"state": spaces.Box(-np.inf, np.inf, (dim,), np.float32)})
         self.action_space = spaces.Box(-1.0, 1.0, (14,), np.float32)
+        self.object_pose = np.zeros(OBJECT_DIMS[self.task_name])  # the episode's initial env_state
         self._first_seed = seed
         self._t = 0
 
+    def action_from_joints(self, joints: np.ndarray) -> np.ndarray:
+        """The env action that commands these 14 joint targets (scaled into [-1, 1] in state mode)."""
+        joints = np.asarray(joints, np.float64)
+        if self.obs_mode == "state":
+            joints = (joints - JOINT_CENTER) / JOINT_HALF_RANGE
+        return joints.astype(np.float32)
+
+    def joints_from_action(self, action: np.ndarray) -> np.ndarray:
+        """The 14 joint targets an env action commands."""
+        action = np.asarray(action, np.float64)
+        return JOINT_CENTER + JOINT_HALF_RANGE * action if self.obs_mode == "state" else action
+
     def _obs(self, raw: dict) -> dict[str, Any]:
+        if self.obs_mode == "state":
+            return {"state": np.concatenate([raw["qpos"], raw["qvel"], raw["env_state"]]).astype(np.float32)}
         return {"image/top": raw["images"]["top"], "state": np.asarray(raw["qpos"], np.float32),
                 "prompt": self.prompt}
 
@@ -92,11 +132,12 @@ class AlohaEnv(gym.Env):
             BOX_POSE[0] = sample_box_pose(episode_seed)
         else:
             BOX_POSE[0] = np.concatenate(sample_insertion_pose(episode_seed))
+        self.object_pose = np.array(BOX_POSE[0], np.float64)
         self._t = 0
         return self._obs(self._env.reset().observation), {"success": False}
 
     def step(self, action):
-        ts = self._env.step(np.asarray(action, np.float64))
+        ts = self._env.step(self.joints_from_action(action))
         self._t += 1
         success = bool(ts.reward == 4)
         truncated = self._t >= EPISODE_STEPS and not success
@@ -107,15 +148,22 @@ class AlohaEnv(gym.Env):
         self._env.close()
 
 
+def _replay_expert() -> Expert:
+    from fpoctl.envs.aloha_expert import AlohaReplayExpert
+
+    return AlohaReplayExpert()
+
+
 def _spec(name: str) -> TaskSpec:
     def make(obs_mode: str = "pixels", seed: int | None = None, **kwargs: Any) -> gym.Env:
         return AlohaEnv(name, obs_mode=obs_mode, seed=seed, **kwargs)
 
     return TaskSpec(
         name=name, backend="aloha", description=f"ALOHA sim: {ALOHA_TASKS[name][1]}",
-        max_steps=EPISODE_STEPS, make=make, obs_modes=("pixels",),
+        max_steps=EPISODE_STEPS, make=make, obs_modes=OBS_MODES,
         requires=("gym_aloha", "dm_control", "mujoco"), install_hint=INSTALL_HINT, dense_reward=True,
-        action_dim=14, observation="top RGB 480x640, 14-d joints, prompt", tags=("pixels",),
+        expert=_replay_expert, action_dim=14, tags=("pixels",),
+        observation="top RGB 480x640, 14-d joints, prompt | state: joints, velocities, object poses",
         validate=lambda mode, kwargs: check_env_options(name, AlohaEnv, kwargs, task=name, obs_mode=mode,
                                                         seed=0))
 
