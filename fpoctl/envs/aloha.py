@@ -70,8 +70,7 @@ class AlohaEnv(gym.Env):
         if obs_mode not in OBS_MODES:
             raise FpoctlError(f"ALOHA has observation modes {' and '.join(OBS_MODES)}, not {obs_mode!r}")
         self.obs_mode = obs_mode
-        if obs_mode == "pixels":
-            use_headless_gl()
+        use_headless_gl()  # even in state mode: dm_control picks its GL backend once, at import
         from dm_control import mujoco as dm_mujoco
         from dm_control.rl import control
         from gym_aloha.constants import ASSETS_DIR, DT
