@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import time
@@ -14,7 +15,10 @@ from fpoctl.commands.common import ago, console, open_store, print_json, setting
 from fpoctl.errors import FpoctlError
 from fpoctl.fmt import duration, number, sparkline
 from fpoctl.jobs.process import display_status
+from fpoctl.metric_names import EVAL_SUCCESS
 from fpoctl.store import Evaluation, Run, Store
+from fpoctl.store.models import RUN_STATUSES
+from fpoctl.train.lineage import EvaluatedCheckpoint, eval_checkpoint, lineage, overrides, success_arc
 
 app = typer.Typer(no_args_is_help=True, help="List, inspect and delete runs.")
 
@@ -73,6 +77,10 @@ def list_runs(
     if json_:
         print_json(rows)
         return
+    if not rows and status:
+        known = "" if status in RUN_STATUSES else f" (statuses: {', '.join(RUN_STATUSES)})"
+        console.print(f"No runs with status {status}{known}.", highlight=False, markup=False)
+        return
     if not rows:
         console.print("No runs yet. Start one with [bold]fpoctl finetune --task TASK[/].")
         return
@@ -115,17 +123,23 @@ def show(
         ckpts = store.checkpoints(r.id)
         events = store.events_since(r.id)[-10:]
         evals = store.evaluations(r.id)[:5]
+        chain = lineage(store, r)
+        arc = success_arc(store.series(r.id, EVAL_SUCCESS))
+    changed = overrides(r.kind, r.config or {})
+    used = [eval_checkpoint(e.details or {}, ckpts, r.total_steps) for e in evals]
     if json_:
         print_json({
-            **summary, "config": r.config, "seed": r.seed, "git_sha": r.git_sha,
+            **summary, "config": r.config, "overrides": changed, "lineage": chain,
+            "success_arc": dataclasses.asdict(arc), "seed": r.seed, "git_sha": r.git_sha,
             "metrics": {k: v[-1] for k, v in curves.items() if v},
             "checkpoints": [{"step": c.step, "path": c.path, "sha256": c.sha256,
                              "best": c.is_best} for c in ckpts],
             "events": [{"time": e.time, "level": e.level, "kind": e.kind,
                         "message": e.message} for e in events],
             "evaluations": [{"task": e.task, "episodes": e.episodes, "success_rate": e.success_rate,
-                             "mean_return": e.mean_return, "created": e.created, **e.details}
-                            for e in evals],
+                             "mean_return": e.mean_return, "created": e.created, **e.details,
+                             "checkpoint": {"step": u.step, "path": u.path, "label": u.label}}
+                            for e, u in zip(evals, used, strict=True)],
         })
         return
     st = summary["status"]
@@ -136,6 +150,14 @@ def show(
                   + (f", git {r.git_sha[:10]}" if r.git_sha else ""))
     if r.error:
         console.print(f"  [red]error:[/] {r.error}")
+    console.print("  config: " + (", ".join(f"{k}={v}" for k, v in changed.items()) or "the defaults"),
+                  highlight=False, markup=False)
+    if chain:
+        console.print("  from: " + " <- ".join(chain), highlight=False, markup=False)
+    if arc.last is not None:
+        line = f"prior {_fmt(arc.prior, pct=True)} -> best {_fmt(arc.best, pct=True)} -> last " \
+            f"{_fmt(arc.last, pct=True)}" if r.kind == "finetune" else _fmt(arc.last, pct=True)
+        console.print(f"  eval success: {line}", highlight=False)
     table = Table(box=None, header_style="bold", title="metrics", title_justify="left")
     for col in ("key", "last", "min", "max", "curve"):
         table.add_column(col)
@@ -147,8 +169,8 @@ def show(
         console.print(table)
     for c in ckpts:
         console.print(f"  checkpoint step {c.step}{' (best)' if c.is_best else ''}: {c.path}")
-    for e in evals:
-        _print_evaluation(e)
+    for e, u in zip(evals, used, strict=True):
+        _print_evaluation(e, u)
     for e in events:
         color = {"error": "red", "warning": "yellow"}.get(e.level, "dim")
         console.print(f"  [{color}]{ago(e.time)} {e.kind}: {e.message}[/]")
@@ -161,13 +183,14 @@ def task_keys(store: Store, run_id: int) -> list[str]:
     return [key for _, key in sorted(found)]
 
 
-def _print_evaluation(e: Evaluation) -> None:
-    """One `fpoctl eval` of the run; a suite's with its per-task table."""
+def _print_evaluation(e: Evaluation, used: EvaluatedCheckpoint) -> None:
+    """One `fpoctl eval` of the run (and the checkpoint it used); a suite's with its per-task table."""
     d = e.details or {}
     how = ", ".join(f"{label} {d[key]}" for key, label in (("noise", "noise"), ("exec_steps", "exec steps"),
                     ("max_steps", "max steps")) if key in d)
     console.print(f"  eval {ago(e.created)} on {e.task}: success {_fmt(e.success_rate, pct=True)} over "
-                  f"{e.episodes} episodes" + (f" ({how})" if how else ""))
+                  f"{e.episodes} episodes" + (f" ({how})" if how else "") + f", checkpoint {used.label}",
+                  highlight=False)
     if d.get("suite") and d.get("tasks"):
         from fpoctl.commands.evaluate import task_table
 

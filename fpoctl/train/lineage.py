@@ -1,10 +1,11 @@
 """Where a run came from and what it changed: its config overrides, the chain of runs and models it
-was initialised from, and its evaluation success arc (prior -> best -> last). No torch here: the
-CLI's `runs show` and the dashboard read these."""
+was initialised from, its evaluation success arc (prior -> best -> last) and the checkpoint each
+of its evaluations used. No torch here: the CLI's `runs show` and the dashboard read these."""
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,12 +15,14 @@ from fpoctl.errors import NotFoundError
 from fpoctl.train.config import FinetuneConfig, SFTConfig
 
 if TYPE_CHECKING:
-    from fpoctl.store import Run, Store
+    from fpoctl.store import Checkpoint, Run, Store
 
 CONFIG_CLASSES: dict[str, type] = {"finetune": FinetuneConfig, "sft": SFTConfig}
 """The config class of each run kind that has one."""
 MAX_DEPTH = 32
 """Longest init chain `lineage` follows."""
+STEP_FOLDER = re.compile(r"step_(\d+)$")
+"""A checkpoint folder's name (`runs/<id>/checkpoints/step_000040`)."""
 
 
 def defaults(cls: type) -> dict[str, Any]:
@@ -121,3 +124,34 @@ def _describe(store: Store, ref: str) -> tuple[str, Run | None]:
             name = model.alias or model.repo
             return f"pulled {name}" + (f" ({model.repo})" if model.alias and model.repo != name else ""), None
     return f"{ref} (no longer in the store)", None
+
+
+@dataclass(frozen=True)
+class EvaluatedCheckpoint:
+    """The weights an evaluation of a run used."""
+
+    step: int | None
+    path: str | None
+    label: str
+    """"step 40 (best)", "step 60 (final weights)", "step 20 (since removed)", a folder, or
+    "not recorded" (evaluations of an fpoctl older than the record)."""
+
+
+def eval_checkpoint(details: dict[str, Any], checkpoints: Sequence[Checkpoint],
+                    total_steps: int | None = None) -> EvaluatedCheckpoint:
+    """Which checkpoint an evaluation used, from the policy folder it recorded (`details["folder"]`)
+    and the run's checkpoints (the last at `total_steps` holds the final weights)."""
+    folder = details.get("folder")
+    if not isinstance(folder, str):
+        return EvaluatedCheckpoint(None, None, "not recorded")
+    path = Path(folder)
+    ckpt_dir = path.parent if path.name == "policy" else path
+    for c in checkpoints:
+        if Path(c.path) == ckpt_dir:
+            notes = [n for n, on in (("best", c.is_best), ("final weights", c.step == total_steps)) if on]
+            return EvaluatedCheckpoint(c.step, c.path, f"step {c.step}" + (f" ({', '.join(notes)})"
+                                                                            if notes else ""))
+    if m := STEP_FOLDER.search(ckpt_dir.name):
+        step = int(m.group(1))
+        return EvaluatedCheckpoint(step, str(ckpt_dir), f"step {step} (since removed)")
+    return EvaluatedCheckpoint(None, folder, folder)
