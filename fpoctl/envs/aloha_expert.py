@@ -19,8 +19,6 @@ import numpy as np
 
 from fpoctl.envs.base import Expert
 
-CUBE_HALF = 0.02  # the cube's half size: its centre's height on the table
-
 
 @dataclass(frozen=True)
 class Waypoint:
@@ -128,7 +126,9 @@ def _tilted(pose: np.ndarray, degrees: float, toward: np.ndarray | None = None) 
 BASES = {"left": np.array([-0.469, 0.5]), "right": np.array([0.469, 0.5])}  # the arms' waists (x, y)
 CUBE_HALF, SOCKET_HALF = 0.02, 0.022  # resting heights of the cube's and the socket's centres
 PEG_GRASP_Z = 0.015  # the peg is 2 cm high: the fingertips reach beyond the mocap point
-PICK_TILT = 60  # degrees a picking gripper is pitched down from its start orientation
+# Degrees a picking gripper is pitched down from its start orientation. Straight down grasps the
+# cube squarely (measured over 20 episodes: 60 -> 70%, 75 -> 90%, 90 -> 100% transfer success).
+CUBE_TILT, INSERT_TILT = 90, 60
 MEET_CUBE = np.array([0.0, 0.5, 0.25])  # where the right gripper brings the cube
 HANDOVER_REACH = np.array([0.03, 0.0, 0.0])  # left mocap point beyond the cube: pads on the cube
 
@@ -141,7 +141,7 @@ def plan_transfer_cube(scene: Scene) -> Plan:
     meet_left = axis_quat((1, 0, 0), 90)
     if t == 0:
         cube = np.array([scene.env_state[0], scene.env_state[1], CUBE_HALF])  # it drops onto the table
-        pick, carry = _tilted(right_pose, -PICK_TILT, cube), _tilted(right_pose, -PICK_TILT)
+        pick, carry = _tilted(right_pose, -CUBE_TILT, cube), _tilted(right_pose, -CUBE_TILT)
         right = [_hold(0, right_pose, 0.0), _wp(60, cube + _v(0, 0, 0.07), pick, 1.0),
                  _wp(90, cube, pick, 1.0), _wp(110, cube, pick, 0.0),
                  _wp(135, MEET_CUBE + _v(0.05, 0, 0), carry, 0.0), _wp(150, MEET_CUBE, carry, 0.0)]
@@ -170,8 +170,9 @@ def plan_insertion(scene: Scene) -> Plan:
     if t == 0:
         peg = np.array([scene.env_state[0] + PEG_GRIP, scene.env_state[1], PEG_GRASP_Z])
         socket = np.array([scene.env_state[7], scene.env_state[8], SOCKET_HALF])
-        pick_left, pick_right = _tilted(left_pose, PICK_TILT, socket), _tilted(right_pose, -PICK_TILT, peg)
-        carry_left, carry_right = _tilted(left_pose, PICK_TILT), _tilted(right_pose, -PICK_TILT)
+        pick_left = _tilted(left_pose, INSERT_TILT, socket)
+        pick_right = _tilted(right_pose, -INSERT_TILT, peg)
+        carry_left, carry_right = _tilted(left_pose, INSERT_TILT), _tilted(right_pose, -INSERT_TILT)
         left = [_hold(0, left_pose, 0.0), _wp(80, socket + _v(0, 0, 0.07), pick_left, 1.0),
                 _wp(110, socket, pick_left, 1.0), _wp(130, socket, pick_left, 0.0),
                 _wp(145, socket, pick_left, 0.0), _wp(165, socket + _v(0, 0, 0.06), pick_left, 0.0),
