@@ -3,6 +3,7 @@ their metric history."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -18,6 +19,30 @@ from tests.conftest import run_cli
 T = TypeVar("T")
 
 SMALL = ["--set", "num_envs=4", "--set", "rollout_chunks=4", "--set", "eval_episodes=4"]
+STAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")
+"""How every line of a job's log starts."""
+
+
+def assert_stamped_progress(log: str, iterations: int, *, resumed_at: int | None, eval_episodes: int
+                            ) -> None:
+    """A job's log: every line timestamped, a line per iteration, the prior's and the final
+    evaluation as k/N episodes, and (`resumed_at`) a resume marker before the iterations after it."""
+    lines = log.splitlines()
+    assert lines and all(STAMP.match(line) for line in lines), [x for x in lines if not STAMP.match(x)]
+    text = [line[20:] for line in lines]
+    done = [int(m.group(1)) for t in text if (m := re.match(rf"iter (\d+)/{iterations}\b", t))]
+    assert set(done) == set(range(1, iterations + 1))
+    n = eval_episodes
+    assert any(t.startswith(f"evaluating the prior: {n}/{n} episodes (") for t in text), text
+    final = [i for i, t in enumerate(text) if t.startswith(f"final evaluation: {n}/{n} episodes (")]
+    last = [i for i, t in enumerate(text) if t.startswith(f"iter {iterations}/{iterations} ")]
+    assert final and last and final[-1] < last[-1], text[-12:]
+    if resumed_at is not None:
+        marker = [i for i, t in enumerate(text)
+                  if t.startswith(f"=== resumed at iteration {resumed_at}/{iterations} from its checkpoint")]
+        assert len(marker) == 1, text
+        after = [i for i, t in enumerate(text) if t.startswith(f"iter {resumed_at + 1}/{iterations} ")]
+        assert after and after[-1] > marker[0]
 
 
 def store_of(home: Path) -> Store:

@@ -24,8 +24,10 @@ from fpoctl.train.config import FinetuneConfig, as_dict
 from tests.conftest import run_cli
 from tests.jobs_helpers import (
     SMALL,
+    STAMP,
     assert_history_complete,
     assert_last_checkpoint_loads,
+    assert_stamped_progress,
     ended,
     resume,
     running_worker,
@@ -62,7 +64,9 @@ def test_detached_run_stops_with_a_checkpoint_resumes_and_its_log_follows_to_the
     assert log.returncode == 0, log.stderr
     assert "job of run 1 ended: stopped" in log.stdout and "iter 100/100" in log.stdout
     assert log.stdout.rstrip().endswith("job of run 1 ended: finished (exit code 0)")
-    assert run_cli("logs", "1", "-n", "1").stdout.startswith("[fpoctl] job of run 1 ended: finished")
+    assert_stamped_progress(log.stdout, 100, resumed_at=run.step, eval_episodes=4)
+    last = run_cli("logs", "1", "-n", "1").stdout
+    assert STAMP.match(last) and last[20:].startswith("[fpoctl] job of run 1 ended: finished")
     run = store.get_run(1)
     assert run.status == "finished" and run.step == 100, run.error
     assert_history_complete(store, 1, 100, eval_every=5)

@@ -10,12 +10,14 @@ its `.tmp-*` folder. The settings make each phase last long enough to land in it
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from pathlib import Path
 
 from fpoctl.store import Store
 from tests.jobs_helpers import (
+    STAMP,
     assert_history_complete,
     assert_last_checkpoint_loads,
     ended,
@@ -101,4 +103,6 @@ def test_sigkill_in_rollout_update_and_checkpoint_write_then_resume_finishes(hom
     assert_history_complete(store, run_id, ITERATIONS, EVAL_EVERY)
     assert_last_checkpoint_loads(store, run_id, ITERATIONS)
     assert not list(ckpts.glob(".tmp-*"))  # the resumed worker swept the partial checkpoint
-    assert f"\niter {ITERATIONS}/{ITERATIONS}" in (home / "runs" / str(run_id) / "train.log").read_text()
+    log = (home / "runs" / str(run_id) / "train.log").read_text()
+    assert re.search(rf"^{STAMP.pattern}iter {ITERATIONS}/{ITERATIONS} ", log, re.MULTILINE)
+    assert all(STAMP.match(line) for line in log.splitlines())

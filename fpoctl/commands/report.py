@@ -1,45 +1,93 @@
-"""How a training job shows itself in this terminal: a progress line while it trains here, the
+"""How a training job shows itself in this terminal: a progress bar while it trains here (one
+timestamped line per iteration and phase when the output is not a terminal: nohup, CI), the
 summary when it ends, and what to run next when it started in the background."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from fpoctl.commands.common import console, print_json
+from fpoctl.train.progress import LogLines
 
 if TYPE_CHECKING:  # the trainer imports torch: load it only when a command runs
     from fpoctl.jobs import Started
     from fpoctl.train.job import JobResult
+    from fpoctl.train.progress import Progress as JobProgress
 
-Update = Callable[[int, int, dict[str, float]], None]
-"""Called after each iteration (or step) with (step, total, metrics)."""
+STATS = (("rollout/success_rate", "success"), ("eval/success_rate", "eval"),
+         ("rollout/return", "return"), ("sft/loss", "loss"))
+"""Metrics the bar shows after the env steps: key, label."""
+
+
+class Bar:
+    """A `train.progress.Progress` on a terminal: a rich line of iterations (env steps, success,
+    return, elapsed, ETA) and below it the phase under way with its own k/N. It appears with the
+    first report (after the pre-flight), and `close()` ends it."""
+
+    def __init__(self, title: str, unit: str) -> None:
+        self.title, self.unit = title, unit
+        self._bar: Progress | None = None
+        self._main: TaskID | None = None
+        self._phase: TaskID | None = None
+
+    def _shown(self) -> Progress:
+        if self._bar is None:
+            columns = [TextColumn("{task.description}"), BarColumn(),
+                       TextColumn("{task.fields[count]}"), TextColumn("{task.fields[stats]}"),
+                       TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
+            self._bar = Progress(*columns, console=console, transient=False)
+            self._bar.start()
+            self._main = self._bar.add_task(f"[bold]{self.title}[/]", total=None, count="", stats="")
+        return self._bar
+
+    def __call__(self, step: int, total: int, metrics: dict[str, float]) -> None:
+        bar = self._shown()
+        parts = [f"env steps {int(metrics['env/steps_total']):,}"] if "env/steps_total" in metrics else []
+        parts += [f"{label} {metrics[k]:.0%}" if "success" in k else f"{label} {metrics[k]:.3g}"
+                  for k, label in STATS if k in metrics]
+        assert self._main is not None
+        bar.update(self._main, completed=step, total=total, count=f"{self.unit} {step}/{total}",
+                   stats=" · ".join(parts))
+        self._end_phase()
+
+    def phase(self, text: str, done: int | None = None, total: int | None = None) -> None:
+        bar = self._shown()
+        if self._phase is None:
+            self._phase = bar.add_task("", total=None, count="", stats="")
+        bar.update(self._phase, description=f"  {text}", completed=done or 0, total=total)
+
+    def note(self, text: str) -> None:
+        self._shown().console.print(text, highlight=False)
+
+    def _end_phase(self) -> None:
+        if self._bar is not None and self._phase is not None:
+            self._bar.remove_task(self._phase)
+            self._phase = None
+
+    def close(self) -> None:
+        """Stop drawing (the last state stays on screen)."""
+        if self._bar is not None:
+            self._end_phase()
+            self._bar.stop()
+            self._bar = None
 
 
 @contextmanager
-def progress_bar(title: str, unit: str) -> Iterator[Update]:
-    """A rich progress line: iteration, env steps, success, return, ETA."""
-    columns = [TextColumn(f"[bold]{title}[/]"), BarColumn(), TextColumn(f"{unit} {{task.completed}}/"
-               "{task.total}"), TextColumn("{task.fields[stats]}"), TimeElapsedColumn(),
-               TextColumn("ETA"), TimeRemainingColumn()]
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task(title, total=None, stats="")
-
-        def update(step: int, total: int, m: dict[str, float]) -> None:
-            parts = []
-            if "env/steps_total" in m:
-                parts.append(f"env steps {int(m['env/steps_total']):,}")
-            for key, label in (("rollout/success_rate", "success"), ("eval/success_rate", "eval"),
-                               ("rollout/return", "return"), ("sft/loss", "loss")):
-                if key in m:
-                    parts.append(f"{label} {m[key]:.0%}" if "success" in key else f"{label} {m[key]:.3g}")
-            bar.update(task, completed=step, total=total, stats=" · ".join(parts))
-
-        yield update
+def progress_bar(title: str, unit: str) -> Iterator[JobProgress]:
+    """A `Bar` on a terminal; elsewhere (output to a file or a pipe) timestamped `LogLines`."""
+    if not console.is_terminal:
+        yield LogLines(unit)
+        return
+    bar = Bar(title, unit)
+    try:
+        yield bar
+    finally:
+        bar.close()
 
 
 def summary(result: JobResult, kind: str) -> None:
@@ -60,23 +108,15 @@ def summary(result: JobResult, kind: str) -> None:
 
 
 @contextmanager
-def attached_progress(foreground: bool, title: str = "FPO", unit: str = "iter") -> Iterator[Update | None]:
-    """A progress bar when the job trains in this process (it appears with the first iteration,
-    after the pre-flight; a torchrun job attached to this terminal prints its own lines), else
-    nothing."""
+def attached_progress(foreground: bool, title: str = "FPO", unit: str = "iter"
+                      ) -> Iterator[JobProgress | None]:
+    """The job's progress when it trains in this process (`progress_bar`), else nothing (a
+    torchrun job attached to this terminal prints its own lines)."""
     if not foreground:
         yield None
         return
-    with ExitStack() as stack:
-        bar: Update | None = None
-
-        def update(step: int, total: int, metrics: dict[str, float]) -> None:
-            nonlocal bar
-            if bar is None:
-                bar = stack.enter_context(progress_bar(title, unit))
-            bar(step, total, metrics)
-
-        yield update
+    with progress_bar(title, unit) as shown:
+        yield shown
 
 
 def report_started(started: Started, *, json_: bool = False, quiet: bool = False) -> None:

@@ -21,7 +21,8 @@ from fpoctl.train.config import resumable
 
 if TYPE_CHECKING:  # the trainer imports torch: only a command that trains loads it
     from fpoctl.train.config import FinetuneConfig
-    from fpoctl.train.job import JobResult, Progress
+    from fpoctl.train.job import JobResult
+    from fpoctl.train.progress import Progress
 
 
 @dataclass

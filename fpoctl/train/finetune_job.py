@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -21,15 +22,17 @@ import torch
 from fpoctl import metric_names as names
 from fpoctl.envs import get_task
 from fpoctl.errors import FpoctlError
+from fpoctl.fmt import duration
 from fpoctl.settings import Settings
-from fpoctl.store import Run, Store
+from fpoctl.store import Run, Store, elapsed_s
 from fpoctl.train import checkpoint as ckpt
 from fpoctl.train import preflight, sharding
 from fpoctl.train.build import build_policy, load_warnings, resolve_device, resolve_init, tokenizer_for
 from fpoctl.train.config import FinetuneConfig, as_dict
 from fpoctl.train.distributed import LOCAL, Ranks, combine_metrics
-from fpoctl.train.job import JobResult, Progress, create_run, lifecycle, seed_everything
+from fpoctl.train.job import JobResult, create_run, lifecycle, seed_everything
 from fpoctl.train.lifecycle import StopSignals
+from fpoctl.train.progress import JobProgress, Progress
 from fpoctl.train.record import RunRecord
 from fpoctl.train.trainer import FPOTrainer
 from fpoctl.train.update import NonFiniteLoss
@@ -80,10 +83,11 @@ def train_run(settings: Settings, run_id: int, *, progress: Progress | None = No
         record = RunRecord(store, run.id, settings.run_dir(run.id), cfg.keep_checkpoints,
                            enabled=ranks.is_main)
         result = JobResult(run_id=run.id, status="running")
-        session = _Session(record, result, ranks)
+        report = JobProgress(store if ranks.is_main else None, run.id, progress)
+        session = _Session(record, result, ranks, report)
         with lifecycle(record, result, interrupted=session.interrupted):
             try:
-                session.train(store, settings, run, cfg, stop, progress)
+                session.train(store, settings, run, cfg, stop)
             finally:
                 if session.trainer is not None:
                     session.trainer.close()
@@ -93,8 +97,8 @@ def train_run(settings: Settings, run_id: int, *, progress: Progress | None = No
 class _Session:
     """One attempt at a run: what the steps of `train` share (the trainer, the last saved step)."""
 
-    def __init__(self, record: RunRecord, result: JobResult, ranks: Ranks) -> None:
-        self.record, self.result, self.ranks = record, result, ranks
+    def __init__(self, record: RunRecord, result: JobResult, ranks: Ranks, report: JobProgress) -> None:
+        self.record, self.result, self.ranks, self.report = record, result, ranks, report
         self.trainer: FPOTrainer | None = None
         self.saved = 0
 
@@ -109,32 +113,35 @@ class _Session:
         return f"interrupted: stopped without a new checkpoint; resume continues from step {self.saved}"
 
     def train(self, store: Store, settings: Settings, run: Run, cfg: FinetuneConfig,
-              stop: StopSignals, progress: Progress | None) -> None:
+              stop: StopSignals) -> None:
         """Build (or restore), evaluate the prior, iterate; stop and non-finite losses end it here."""
-        record, result, ranks = self.record, self.result, self.ranks
+        record, result, ranks, report = self.record, self.result, self.ranks, self.report
         metrics: dict[str, float] = {}
         try:
-            trainer = self.trainer = self._start(store, settings, run, cfg)
-            evaluates = ranks.is_main or trainer.sharded  # a sharded policy samples on every rank
-            if trainer.iteration == 0 and evaluates:
-                result.before = trainer.evaluate()
-                record.log(0, result.before)
-                record.event(f"prior: success {result.before[names.EVAL_SUCCESS]:.0%}", kind="eval")
             with record.alive():
+                trainer = self.trainer = self._start(store, settings, run, cfg)
+                evaluates = ranks.is_main or trainer.sharded  # a sharded policy samples on every rank
+                if trainer.iteration == 0 and evaluates:
+                    with report.evaluation("evaluating the prior") as progress:
+                        result.before = trainer.evaluate(progress=progress)
+                    record.log(0, result.before)
+                    record.event(f"prior: success {result.before[names.EVAL_SUCCESS]:.0%}", kind="eval")
                 while trainer.iteration < cfg.iterations:
                     if ranks.any_true(stop.requested is not None):
                         raise StopRequested
                     metrics = combine_metrics(ranks.gather(trainer.train_iteration()))
                     it = trainer.iteration
                     if evaluates and (it % cfg.eval_every == 0 or it == cfg.iterations):
-                        metrics.update(trainer.evaluate())
+                        what = ("final evaluation" if it == cfg.iterations
+                                else f"evaluating at iteration {it}/{cfg.iterations}")
+                        with report.evaluation(what) as progress:
+                            metrics.update(trainer.evaluate(progress=progress))
                         record.event(f"eval at {it}: success {metrics[names.EVAL_SUCCESS]:.0%}",
                                      kind="eval")
                     record.log(it, metrics)
                     if it % cfg.checkpoint_every == 0 or it == cfg.iterations:
                         result.checkpoint, self.saved = self._checkpoint(metrics, cfg), it
-                    if progress:
-                        progress(it, cfg.iterations, metrics)
+                    report.step(it, cfg.iterations, metrics)
             result.after = {k: v for k, v in metrics.items() if names.is_eval(k)}
             result.status = "finished"
         except StopRequested:
@@ -150,6 +157,8 @@ class _Session:
     def _start(self, store: Store, settings: Settings, run: Run, cfg: FinetuneConfig) -> FPOTrainer:
         """The trainer, from the run's last checkpoint when it has one (verified first)."""
         record, ranks = self.record, self.ranks
+        self.report.phase("resuming: loading the policy" if run.started is not None
+                          else "building the policy")
         seed_everything(cfg.seed, cfg.cpu_threads)
         task, device = get_task(cfg.task), train_device(cfg, ranks)
         if record.sweep_partial_checkpoints():
@@ -170,9 +179,14 @@ class _Session:
             dropped = record.rewind(self.saved)
             record.event(f"resumed from step {self.saved} ({dropped} metric rows after it dropped)",
                          kind="resume")
+            trained = duration(elapsed_s(run, time.time(), alive=False))
+            self.report.note(f"=== resumed at iteration {self.saved}/{cfg.iterations} from its "
+                             f"checkpoint, after {trained} of training ({dropped} metric rows "
+                             f"after it dropped)")
         elif run.started is not None:  # an earlier attempt left no checkpoint
             record.rewind(-1)
             record.event("resumed with no checkpoint: starting over", kind="resume")
+            self.report.note(f"=== resumed at iteration 0/{cfg.iterations}: no checkpoint, starting over")
         if ranks.world > 1:
             where = ranks.gather((socket.gethostname(), os.getpid()))
             pids = ", ".join(f"{host}:{pid}" for host, pid in where)
@@ -180,6 +194,7 @@ class _Session:
                          + (", policy sharded (FSDP2)" if trainer.sharded else ""), kind="ranks")
         if note := sharding.advice(policy, cfg.shard, ranks.world):
             record.event(note, level="warning", kind="ranks")
+        self.report.end_phase()
         return trainer
 
     def _checkpoint(self, metrics: dict[str, float], cfg: FinetuneConfig) -> str | None:
@@ -189,7 +204,8 @@ class _Session:
         state, policy = trainer.state_dict(), trainer.saved_policy()
         if ranks.world > 1:
             state["ranks"] = ranks.gather(trainer.rank_state())
-        return self.record.checkpoint(trainer.iteration, policy, state, metrics, as_dict(cfg))
+        with self.report.during(f"writing checkpoint step {trainer.iteration}"):
+            return self.record.checkpoint(trainer.iteration, policy, state, metrics, as_dict(cfg))
 
 
 def _restore(trainer: FPOTrainer, folder: Path, ranks: Ranks) -> int:

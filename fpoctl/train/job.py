@@ -17,9 +17,6 @@ from fpoctl.train.build import git_revision
 from fpoctl.train.config import as_dict
 from fpoctl.train.record import RunRecord
 
-Progress = Callable[[int, int, dict[str, float]], None]
-"""progress(step, total, metrics): the CLI renders it with rich."""
-
 
 @dataclass
 class JobResult:

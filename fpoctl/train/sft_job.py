@@ -9,7 +9,8 @@ from fpoctl.store import Store
 from fpoctl.train import preflight
 from fpoctl.train.build import build_policy, load_warnings
 from fpoctl.train.config import EVAL_SEED_OFFSET, SFTConfig, as_dict
-from fpoctl.train.job import JobResult, Progress, create_run, lifecycle, seed_everything
+from fpoctl.train.job import JobResult, create_run, lifecycle, seed_everything
+from fpoctl.train.progress import JobProgress, Progress
 from fpoctl.train.protocol import Evaluator
 from fpoctl.train.record import RunRecord
 from fpoctl.train.sft import train_sft
@@ -26,14 +27,22 @@ def sft(settings: Settings, cfg: SFTConfig, *, name: str | None = None,
         run_id = create_run(store, "sft", cfg, name, total_steps=cfg.steps)
         record = RunRecord(store, run_id, settings.run_dir(run_id), keep=1, enabled=True)
         result = JobResult(run_id=run_id, status="running")
-        with lifecycle(record, result):
+        report = JobProgress(store, run_id, progress)
+        with lifecycle(record, result), record.alive():
             seed_everything(cfg.seed, cfg.cpu_threads)
             if demos is None:
+                def collected(episode: int, success: bool) -> None:
+                    report.phase("collecting expert demos", episode + 1, cfg.expert_episodes,
+                                 "episodes")
+
+                report.phase("collecting expert demos")  # its rate counts from here
                 demos = collect_demos(task, cfg.expert_episodes, seed=cfg.seed, obs_mode=cfg.obs_mode,
-                                      action_noise=cfg.expert_noise, **(cfg.env_kwargs or {}))
+                                      action_noise=cfg.expert_noise, progress=collected,
+                                      **(cfg.env_kwargs or {}))
                 path = demos.save(settings.run_dir(run_id) / "demos.npz")
                 record.event(f"{cfg.expert_episodes} expert episodes, success "
                              f"{demos.success_rate:.0%} -> {path}", kind="demos")
+            report.phase("building the policy")
             policy = build_policy(cfg.policy, task, cfg.obs_mode, horizon=cfg.horizon,
                                   hidden=cfg.hidden, device=device, init_folder=init,
                                   tokenizer=ready.tokenizer)
@@ -42,21 +51,22 @@ def sft(settings: Settings, cfg: SFTConfig, *, name: str | None = None,
 
             def log(step: int, values: dict[str, float]) -> None:
                 record.log(step, values)
-                if progress:
-                    progress(step, cfg.steps, values)
+                report.step(step, cfg.steps, values)
 
-            with record.alive():
-                train_sft(policy, demos, cfg, device, log)
+            train_sft(policy, demos, cfg, device, log)
             evaluator = Evaluator(task, num_envs=cfg.num_envs, obs_mode=cfg.obs_mode,
                                   seed=cfg.seed + EVAL_SEED_OFFSET, workers=cfg.workers,
                                   env_kwargs=cfg.env_kwargs)
             try:
-                result.after = evaluator.run(policy, cfg.eval_episodes, exec_steps=cfg.exec_steps,
-                                             flow_steps=cfg.flow_steps, device=device,
-                                             noise=cfg.eval_noise).metrics
+                with report.evaluation("final evaluation") as episodes:
+                    result.after = evaluator.run(policy, cfg.eval_episodes, exec_steps=cfg.exec_steps,
+                                                 flow_steps=cfg.flow_steps, device=device,
+                                                 noise=cfg.eval_noise, progress=episodes).metrics
             finally:
                 evaluator.close()
             record.log(cfg.steps, result.after)
-            result.checkpoint = record.checkpoint(cfg.steps, policy, None, result.after, as_dict(cfg))
+            with report.during("writing the checkpoint"):
+                result.checkpoint = record.checkpoint(cfg.steps, policy, None, result.after,
+                                                      as_dict(cfg))
             result.status = "finished"
         return result

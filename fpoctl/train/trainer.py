@@ -26,7 +26,7 @@ from fpoctl.train.critics import CriticInputs, make_critic
 from fpoctl.train.distributed import LOCAL, RANK_SEED_STRIDE, Ranks
 from fpoctl.train.evaluate import check_policy_fits
 from fpoctl.train.fpo import chunk_gae
-from fpoctl.train.protocol import Evaluator
+from fpoctl.train.protocol import EvalProgress, Evaluator
 from fpoctl.train.rollout import Rollout, collect_rollout, take
 from fpoctl.train.sharding import (
     GatheredPolicy,
@@ -171,10 +171,12 @@ class FPOTrainer:
         return torch.cat(out)[:, :self.exec_steps, :self.d_env].float()
 
     # -- evaluation ---------------------------------------------------------------------
-    def evaluate(self, episodes: int | None = None) -> dict[str, float]:
+    def evaluate(self, episodes: int | None = None, progress: EvalProgress | None = None
+                 ) -> dict[str, float]:
         """The evaluation protocol (`protocol.py`: init states 0..N-1; a suite: N per task and
-        the mean over tasks) on separate envs, `eval_noise` sampling. Sharded: every rank runs
-        the same evaluation in step (rank 0's result is the one recorded)."""
+        the mean over tasks) on separate envs, `eval_noise` sampling; `progress` hears of each
+        episode done. Sharded: every rank runs the same evaluation in step (rank 0's result is
+        the one recorded)."""
         cfg = self.cfg
         if self._evaluator is None:
             self._evaluator = Evaluator(self.task, num_envs=cfg.num_envs, obs_mode=cfg.obs_mode,
@@ -183,7 +185,8 @@ class FPOTrainer:
         return self._evaluator.run(self.policy, episodes or cfg.eval_episodes,
                                    exec_steps=self.exec_steps, flow_steps=cfg.flow_steps,
                                    device=self.device, noise=cfg.eval_noise,
-                                   all_done=self.ranks.all_true if self.sharded else None).metrics
+                                   all_done=self.ranks.all_true if self.sharded else None,
+                                   progress=progress).metrics
 
     def close(self) -> None:
         """Close the envs."""
