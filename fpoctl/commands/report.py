@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import typer
+from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from fpoctl.commands.common import console, print_json
@@ -29,8 +30,8 @@ class Bar:
     return, elapsed, ETA) and below it the phase under way with its own k/N. It appears with the
     first report (after the pre-flight), and `close()` ends it."""
 
-    def __init__(self, title: str, unit: str) -> None:
-        self.title, self.unit = title, unit
+    def __init__(self, title: str, unit: str, out: Console = console) -> None:
+        self.title, self.unit, self.out = title, unit, out
         self._bar: Progress | None = None
         self._main: TaskID | None = None
         self._phase: TaskID | None = None
@@ -40,7 +41,7 @@ class Bar:
             columns = [TextColumn("{task.description}"), BarColumn(),
                        TextColumn("{task.fields[count]}"), TextColumn("{task.fields[stats]}"),
                        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
-            self._bar = Progress(*columns, console=console, transient=False)
+            self._bar = Progress(*columns, console=self.out, transient=False)
             self._bar.start()
             self._main = self._bar.add_task(f"[bold]{self.title}[/]", total=None, count="", stats="")
         return self._bar
@@ -58,8 +59,10 @@ class Bar:
     def phase(self, text: str, done: int | None = None, total: int | None = None) -> None:
         bar = self._shown()
         if self._phase is None:
-            self._phase = bar.add_task("", total=None, count="", stats="")
-        bar.update(self._phase, description=f"  {text}", completed=done or 0, total=total)
+            self._phase = bar.add_task(f"  {text}", total=total, completed=done or 0, count="", stats="")
+        else:
+            bar.update(self._phase, description=f"  {text}", completed=done or 0, total=total)
+        bar.refresh()
 
     def note(self, text: str) -> None:
         self._shown().console.print(text, highlight=False)
