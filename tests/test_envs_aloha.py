@@ -65,13 +65,14 @@ def test_waypoints_interpolate_position_and_opening_and_hold_after_the_last() ->
     np.testing.assert_allclose(slerp(b.quat, -b.quat, 0.3), b.quat, atol=1e-9)  # q and -q: no turn
 
 
-def test_the_transfer_cube_expert_succeeds_and_the_success_ends_the_episode() -> None:
+@pytest.mark.parametrize(("name", "seeds"), [("aloha-transfer-cube", (1, 2)), ("aloha-insertion", (0, 2))])
+def test_the_experts_succeed_and_the_success_ends_the_episode(name: str, seeds: tuple[int, ...]) -> None:
     require("gym_aloha")
-    task = get_task("aloha-transfer-cube")
+    task = get_task(name)
     env = task.make_env("state", seed=0)
     expert = AlohaReplayExpert()
     try:
-        for seed in (1, 2):
+        for seed in seeds:
             obs, _ = env.reset(seed=seed)
             expert.reset(env)
             rewards = []
@@ -81,7 +82,7 @@ def test_the_transfer_cube_expert_succeeds_and_the_success_ends_the_episode() ->
                 if term or trunc:
                     break
             assert term and info["success"] and rewards[-1] == 4.0 and max(rewards[:-1]) < 4.0
-            assert 2.0 in rewards  # the right arm lifted the cube before the handover
+            assert 2.0 in rewards  # lifted (transfer: by the right arm; insertion: both objects)
     finally:
         env.close()
 

