@@ -35,8 +35,8 @@ EPISODE_STEPS = 400
 # Joint targets of the state mode's action box: waist, shoulder, elbow, forearm roll, wrist angle,
 # wrist rotate, gripper opening (0 closed .. 1 open), per arm. It covers the experts' trajectories
 # (forearm roll and wrist rotate turn a full +-pi when the wrist is straight and they trade off).
-_ARM_CENTER = [0.0, -0.05, 0.55, 0.0, -0.1, 0.0, 0.5]
-_ARM_HALF = [0.5, 1.05, 0.95, 3.2, 2.0, 3.2, 0.55]
+_ARM_CENTER = [0.0, -0.3, 0.35, 0.0, 0.45, 0.0, 0.5]
+_ARM_HALF = [0.4, 0.75, 1.0, 3.2, 1.55, 3.2, 0.55]
 JOINT_CENTER = np.array(_ARM_CENTER * 2)
 JOINT_HALF_RANGE = np.array(_ARM_HALF * 2)
 OBS_MODES = ("pixels", "state")
