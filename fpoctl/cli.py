@@ -14,13 +14,11 @@ def _interrupted_while_starting() -> NoReturn:
     sys.exit(130)
 
 
-try:  # the commands import the store, rich and typer: a Ctrl-C meanwhile is one line too
+try:  # typer, rich and the command modules (light: tests/test_startup.py): a Ctrl-C meanwhile is one line
     from pathlib import Path
     from typing import Annotated
 
-    import click
     import typer
-    import typer.rich_utils
     from rich.markup import escape
 
     from fpoctl import __version__
@@ -91,7 +89,7 @@ def _error(message: str) -> None:
     err_console.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
-def _usage_error(exc: click.ClickException) -> None:
+def _usage_error(exc: typer.TyperException) -> None:
     """Typer's own parse errors (a value that is not a number, an unknown option) as one `error:`
     line that names the command's help, instead of a usage box."""
     if type(exc).__name__ == "NoArgsIsHelpError":  # the help is shown instead
@@ -100,27 +98,19 @@ def _usage_error(exc: click.ClickException) -> None:
     _error(exc.format_message() + (f" (see `{ctx.command_path} --help`)" if ctx is not None else ""))
 
 
-typer.rich_utils.rich_format_error = _usage_error  # typer looks it up at every parse error
-
-
-def _by_ctrl_c(exc: BaseException) -> bool:
-    """Whether an exit is Typer's answer to a Ctrl-C (it turns KeyboardInterrupt into exit 130)."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, KeyboardInterrupt):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
 def main() -> None:
-    """Console-script entry point: user errors become one red line and exit code 1 (a Ctrl-C: 130)."""
+    """Console-script entry point: user errors become one red line and exit code 1 (a Ctrl-C: 130).
+
+    Typer runs outside its standalone mode, so that its parse errors come here (its own error
+    display would load typer.rich_utils, and markdown with it, at every start)."""
     try:
-        app()
-    except SystemExit as exc:
-        if exc.code == 130 and _by_ctrl_c(exc):
-            _error(INTERRUPTED)
-        raise
+        code = app(standalone_mode=False)
+    except typer.TyperException as exc:
+        _usage_error(exc)
+        sys.exit(getattr(exc, "exit_code", 2))
+    except typer.Abort:  # a prompt answered with Ctrl-C or end of input
+        _error("aborted")
+        sys.exit(1)
     except FpoctlError as exc:
         _error(str(exc))
         sys.exit(exc.exit_code)
@@ -137,6 +127,9 @@ def main() -> None:
             raise
         _error(f"store: {str(getattr(exc, 'orig', None) or exc).splitlines()[0]}")
         sys.exit(1)
+    if code == 130:  # Typer's answer to a Ctrl-C in a command (no command exits 130 itself)
+        _error(INTERRUPTED)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,23 @@
-"""What every command shares: settings from the global options, the store, consoles, output."""
+"""What every command shares: settings from the global options, the store, consoles, output.
+
+Command modules import only typer, rich and light fpoctl modules at module level; the store,
+the trainer, simulators and the dashboard load inside the command that needs them, so that
+`fpoctl --help` starts fast (tests/test_startup.py)."""
 
 from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 
 from fpoctl.fmt import duration
 from fpoctl.settings import Settings
-from fpoctl.store import Store
+
+if TYPE_CHECKING:
+    from fpoctl.store import Store
 
 console = Console()
 err_console = Console(stderr=True)
@@ -27,6 +33,8 @@ def settings(ctx: typer.Context) -> Settings:
 
 def open_store(ctx: typer.Context) -> Store:
     """Open (and if needed create and upgrade) the run store."""
+    from fpoctl.store import Store
+
     cfg = settings(ctx)
     if cfg.db_url.startswith("sqlite:///"):
         cfg.ensure_home()

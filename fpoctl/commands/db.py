@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from fpoctl.commands.common import console, print_json, settings
-from fpoctl.store import db
 
 app = typer.Typer(no_args_is_help=True, help="Inspect and migrate the run store's schema.")
 
@@ -18,6 +17,8 @@ def current(
     json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Print the store's URL, its schema revision and the newest this fpoctl knows."""
+    from fpoctl.store import db
+
     cfg = settings(ctx)
     engine = db.open_engine(cfg.db_url, auto_upgrade=False)
     try:
@@ -37,6 +38,8 @@ def upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
 ) -> None:
     """Migrate the store to the newest schema (fpoctl also does this when it opens the store)."""
+    from fpoctl.store import db
+
     cfg = settings(ctx)
     if cfg.db_url.startswith("sqlite:///"):
         cfg.ensure_home()

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from fpoctl.commands.common import console, print_json, settings
-from fpoctl.doctor import run_checks
 
 MARK = {"ok": "[green]ok  [/]", "warn": "[yellow]warn[/]", "fail": "[red]fail[/]"}
 
@@ -21,6 +20,8 @@ def doctor(
 
     Exits 1 when a check fails (warnings are fine: simulators are optional).
     """
+    from fpoctl.doctor import run_checks
+
     checks = run_checks(settings(ctx))
     if json_:
         print_json([asdict(c) for c in checks])

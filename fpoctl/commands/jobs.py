@@ -17,7 +17,6 @@ from fpoctl.commands.placement import (
     NodeRankOpt,
 )
 from fpoctl.commands.report import attached_progress, report_started
-from fpoctl.jobs.logs import show_log
 
 RunArg = Annotated[str, typer.Argument(help="Run id or name.")]
 
@@ -77,6 +76,8 @@ def logs(
 
     Example: fpoctl logs 7 -f
     """
+    from fpoctl.jobs.logs import show_log
+
     try:
         show_log(settings(ctx), run, lambda text: print(text, end="", flush=True), lines=lines,
                  follow=follow)

@@ -6,7 +6,7 @@ import dataclasses
 import re
 import shutil
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -14,11 +14,11 @@ from rich.table import Table
 from fpoctl.commands.common import ago, console, open_store, print_json, settings
 from fpoctl.errors import FpoctlError
 from fpoctl.fmt import duration, number, sparkline
-from fpoctl.jobs.process import display_status
 from fpoctl.metric_names import EVAL_SUCCESS
-from fpoctl.store import Evaluation, Run, Store
-from fpoctl.store.models import RUN_STATUSES
-from fpoctl.train.lineage import EvaluatedCheckpoint, eval_checkpoint, lineage, overrides, success_arc
+
+if TYPE_CHECKING:
+    from fpoctl.store import Evaluation, Run, Store
+    from fpoctl.train.lineage import EvaluatedCheckpoint
 
 app = typer.Typer(no_args_is_help=True, help="List, inspect and delete runs.")
 
@@ -34,6 +34,8 @@ STATUS_STYLE = {"running": "green", "finished": "blue", "failed": "red", "stoppe
 
 def run_summary(store: Store, runs: list[Run]) -> list[dict]:
     """One dict per run with the numbers a table shows (status includes `lost`)."""
+    from fpoctl.jobs.process import display_status
+
     ids = [r.id for r in runs]
     latest = store.latest_values(ids, SUMMARY_KEYS)
     best = store.best_values(ids, "eval/success_rate")
@@ -78,6 +80,8 @@ def list_runs(
         print_json(rows)
         return
     if not rows and status:
+        from fpoctl.store.models import RUN_STATUSES
+
         known = "" if status in RUN_STATUSES else f" (statuses: {', '.join(RUN_STATUSES)})"
         console.print(f"No runs with status {status}{known}.", highlight=False, markup=False)
         return
@@ -116,6 +120,8 @@ def show(
 
     Example: fpoctl runs show 3
     """
+    from fpoctl.train.lineage import eval_checkpoint, lineage, overrides, success_arc
+
     with open_store(ctx) as store:
         r = store.get_run(run)
         summary = run_summary(store, [r])[0]
@@ -208,6 +214,8 @@ def rm(
 
     Example: fpoctl runs rm 3 4 --yes
     """
+    from fpoctl.jobs.process import display_status
+
     cfg = settings(ctx)
     with open_store(ctx) as store:
         targets = [store.get_run(ref) for ref in runs]

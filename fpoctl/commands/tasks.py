@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
 from fpoctl.commands.common import console, print_json
-from fpoctl.envs.base import TaskSpec, all_tasks, get_task
-from fpoctl.envs.headless import can_render
+
+if TYPE_CHECKING:
+    from fpoctl.envs.base import TaskSpec
 
 PIXEL_MODES = ("pixels",)
 GYM_PATTERN = {"name": "gym:<id>", "backend": "gymnasium", "obs_modes": ["state"], "action_dim": None,
@@ -30,6 +31,8 @@ def _action_dim(spec: TaskSpec) -> int | None:
 
 def describe(spec: TaskSpec, *, probe: bool = False) -> dict[str, Any]:
     """One task as a dict (the --json rows); `probe` builds cheap envs to learn the action dim."""
+    from fpoctl.envs.headless import can_render
+
     missing = spec.missing()
     pixels = any(m in PIXEL_MODES for m in spec.obs_modes)
     renders = None
@@ -60,6 +63,9 @@ def tasks(
 
     Example: fpoctl tasks · fpoctl tasks libero-spatial/3 --json
     """
+    from fpoctl.envs.base import all_tasks, get_task
+    from fpoctl.envs.headless import can_render
+
     rows = [describe(get_task(name), probe=True)] if name else [describe(s) for s in all_tasks()]
     if not name:
         rows.append(GYM_PATTERN)

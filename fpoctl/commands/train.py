@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -18,9 +18,6 @@ from fpoctl.commands.placement import (
 )
 from fpoctl.commands.report import attached_progress, report_started, summary
 from fpoctl.errors import FpoctlError
-from fpoctl.train.config import FinetuneConfig, SFTConfig, to_toml, user_values
-from fpoctl.train.configure import configure
-from fpoctl.train.recipes import RECIPES
 
 if TYPE_CHECKING:
     from fpoctl.train.job import JobResult
@@ -32,7 +29,7 @@ NameOpt = Annotated[str | None, typer.Option(help="A name for the run. (default:
 SeedOpt = Annotated[int | None, typer.Option(help="Seed. (default: 0)")]
 DeviceOpt = Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N. (default: auto)")]
 RecipeOpt = Annotated[str | None, typer.Option(
-    help=f"Start from a task recipe's settings ({', '.join(RECIPES)}; fpoctl/train/recipes.py); "
+    help="Start from a task recipe's settings (fpoctl/train/recipes.py: fast-goal, libero-state, ...); "
     "--config and --set win over it.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the run id.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the run id and the result as JSON.")]
@@ -92,9 +89,8 @@ def finetune(
                                   launch=launch, progress=update)
         report_started(started, json_=json_, quiet=quiet)
         return
-    cfg = _configure(ctx, "finetune", user_values(
-        FinetuneConfig, config, set_, task=task, policy=policy, init=init, iterations=iterations, seed=seed,
-        device=device), recipe, show=show_config, quiet=quiet or json_)
+    cfg = _configure(ctx, "finetune", config, set_, recipe, show=show_config, quiet=quiet or json_, task=task,
+                     policy=policy, init=init, iterations=iterations, seed=seed, device=device)
     if node_rank > 0:
         launch.check()
         console.print(f"joining the run of node 0 ({master_addr}) with {launch.nproc} process(es)")
@@ -139,9 +135,9 @@ def sft(
     Example: fpoctl sft --task fast-goal --expert 20 --steps 1000
     Every config key with its meaning and value: add `--show-config` (TOML, a --config file).
     """
-    cfg = _configure(ctx, "sft", user_values(
-        SFTConfig, config, set_, task=task, demos=demos, expert_episodes=expert, policy=policy, steps=steps,
-        seed=seed, device=device), recipe, show=show_config, quiet=quiet or json_)
+    cfg = _configure(ctx, "sft", config, set_, recipe, show=show_config, quiet=quiet or json_, task=task,
+                     demos=demos, expert_episodes=expert, policy=policy, steps=steps, seed=seed,
+                     device=device)
     from fpoctl.train.sft_job import sft
 
     with attached_progress(not (json_ or quiet), "SFT", "step") as update:
@@ -151,11 +147,16 @@ def sft(
     summary(result, "sft")
 
 
-def _configure(ctx: typer.Context, kind: str, user: dict, recipe: str | None, *, show: bool,
-               quiet: bool) -> object:
-    """The job's config (recipe <- what its init was trained with <- the user's), shown as TOML
-    (`show`) or run; says what it inherited (on stdout: stderr is for the one error line), except
-    for scripts (`quiet`: -q / --json)."""
+def _configure(ctx: typer.Context, kind: str, toml_path: Path | None, sets: list[str] | None,
+               recipe: str | None, *, show: bool, quiet: bool, **options: Any) -> Any:
+    """The job's config (recipe <- what its init was trained with <- the user's file, options and
+    --set), shown as TOML (`show`) or run; says what it inherited (on stdout: stderr is for the one
+    error line), except for scripts (`quiet`: -q / --json)."""
+    from fpoctl.train.config import to_toml, user_values
+    from fpoctl.train.configure import configure
+    from fpoctl.train.lineage import CONFIG_CLASSES
+
+    user = user_values(CONFIG_CLASSES[kind], toml_path, sets, **options)
     made = configure(kind, user, recipe=recipe, store=lambda: open_store(ctx))
     if show:
         typer.echo(to_toml(made.config, kind, made.note()), nl=False)
