@@ -14,9 +14,10 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Protocol
 
+from fpoctl.errors import StoreError
 from fpoctl.fmt import duration
 
 if TYPE_CHECKING:  # the supervisor imports this module for `stamp`: no store to load there
@@ -138,16 +139,22 @@ class JobProgress:
             text += f", {detail}"
         if done in (None, 0, total) or now - self._sent >= self.every:
             self._sent = now
-            if self.store is not None:
-                self.store.update_run(self.run_id, phase=text, heartbeat=now)
+            self._write(phase=text, heartbeat=now)
             if self.shown is not None:
                 self.shown.phase(text, done, total)
 
     def end_phase(self) -> None:
         """The phase under way (if any) is over."""
-        if self._what is not None and self.store is not None:
-            self.store.update_run(self.run_id, phase=None)
+        if self._what is not None:
+            self._write(phase=None)
         self._what = None
+
+    def _write(self, **fields: object) -> None:
+        """Set the run's columns; a store that cannot take it now (busy, full) never stops the
+        job for a phase: the next write, or the run's end, clears it."""
+        if self.store is not None:
+            with suppress(StoreError):
+                self.store.update_run(self.run_id, **fields)
 
     @contextmanager
     def during(self, what: str) -> Iterator[None]:
