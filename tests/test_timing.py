@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from fpoctl.commands.runs import run_summary
 from fpoctl.dash.data import run_info
 from fpoctl.store import Store, db, elapsed_s, eta_s
 
@@ -53,6 +54,7 @@ def test_a_resumed_run_counts_every_attempt_and_estimates_from_its_recent_rate(
     stopped = timed.get_run(run.id)
     assert stopped.active_s == pytest.approx(390) and elapsed_s(stopped, clock.now + 5) == pytest.approx(390)
     assert run_info(stopped, clock.now, {}, {}).eta is None
+    assert run_summary(timed, [stopped])[0]["elapsed"] == pytest.approx(390)  # `fpoctl runs list`
 
     clock.now += 3600  # resumed an hour later: 10 iterations at 1.5 s each
     timed.requeue(run.id)

@@ -35,6 +35,7 @@ STATUS_STYLE = {"running": "green", "finished": "blue", "failed": "red", "stoppe
 def run_summary(store: Store, runs: list[Run]) -> list[dict]:
     """One dict per run with the numbers a table shows (status includes `lost`)."""
     from fpoctl.jobs.process import display_status
+    from fpoctl.store import elapsed_s
 
     ids = [r.id for r in runs]
     latest = store.latest_values(ids, SUMMARY_KEYS)
@@ -42,16 +43,16 @@ def run_summary(store: Store, runs: list[Run]) -> list[dict]:
     now = time.time()
     out = []
     for r in runs:
-        end = r.finished or (now if r.status == "running" else r.heartbeat)
+        status = display_status(r, now)
         out.append({
             "id": r.id, "name": r.name, "kind": r.kind, "task": r.task, "policy": r.policy,
-            "status": display_status(r, now), "step": r.step, "total_steps": r.total_steps,
+            "status": status, "step": r.step, "total_steps": r.total_steps,
             "env_steps": latest[r.id].get("env/steps_total"),
             "success": latest[r.id].get("eval/success_rate",
                                         latest[r.id].get("rollout/success_rate")),
             "best_success": best.get(r.id),
             "return": latest[r.id].get("rollout/return"),
-            "created": r.created, "elapsed": (end - r.started) if r.started and end else None,
+            "created": r.created, "elapsed": elapsed_s(r, now, alive=status == "running"),
             "error": r.error,
         })
     return out
