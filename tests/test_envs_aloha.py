@@ -35,7 +35,7 @@ def test_state_mode_observes_joints_velocities_and_object_poses_without_a_camera
         env.close()
 
 
-def test_state_mode_actions_scale_joint_targets_into_the_action_box() -> None:
+def test_actions_scale_joint_targets_into_the_action_box() -> None:
     require("gym_aloha")
     env = get_task("aloha-transfer-cube").make_env("state", seed=0)
     joints = np.array([0.1, -0.9, 1.2, 2.5, -1.0, -3.0, 0.9] * 2)
@@ -85,6 +85,25 @@ def test_the_experts_succeed_and_the_success_ends_the_episode(name: str, seeds: 
             assert 2.0 in rewards  # lifted (transfer: by the right arm; insertion: both objects)
     finally:
         env.close()
+
+
+def test_the_expert_acts_the_same_in_pixels_mode() -> None:
+    """The expert reads the simulator, not the observation: both modes get the same actions (and
+    rendering costs ~0.1 s a step here, so only the first steps are compared)."""
+    require("gym_aloha")
+    task = get_task("aloha-transfer-cube")
+    actions = {}
+    for mode, kwargs in (("state", {}), ("pixels", {"image_height": 48, "image_width": 64})):
+        env, expert = task.make_env(mode, seed=0, **kwargs), AlohaReplayExpert()
+        obs, _ = env.reset(seed=1)
+        expert.reset(env)
+        actions[mode] = []
+        for _ in range(20):
+            actions[mode].append(expert.act(env, obs))
+            obs, *_ = env.step(actions[mode][-1])
+        env.close()
+    np.testing.assert_array_equal(actions["state"], actions["pixels"])
+    assert np.abs(np.diff(actions["state"], axis=0)).max() > 0  # a moving arm
 
 
 def test_the_joint_replay_reproduces_the_mocap_rollout_object_pose() -> None:

@@ -1,13 +1,13 @@
 """ALOHA sim (gym-aloha): aloha-insertion and aloha-transfer-cube, in two observation modes.
 
 pixels (default, pi0's input): image/top uint8, state = agent_pos (14 joints, grippers
-normalised), prompt; actions are 14 absolute joint targets (gym-aloha declares Box(-1, 1) and
-passes them through unclipped; so do we). Stock gym-aloha renders three 640x480 cameras per step
-and returns one; here the task renders only the top camera, at the requested size (~3x faster).
+normalised), prompt. Stock gym-aloha renders three 640x480 cameras per step and returns one;
+here the task renders only the top camera, at the requested size (~3x faster).
 state (no camera, no renderer): state = joint positions (14) + joint velocities (14) + the
-objects' poses (env_state: cube 7, or peg 7 + socket 7); actions are the same joint targets
-scaled into [-1, 1] (JOINT_CENTER + JOINT_HALF_RANGE * a, the part of each joint's range the
-tasks use), so a policy that keeps to the action box reaches all of it.
+objects' poses (env_state: cube 7, or peg 7 + socket 7).
+Actions, in both modes: 14 joint targets scaled into fpoctl's [-1, 1] box, joints =
+JOINT_CENTER + JOINT_HALF_RANGE * a over the part of each joint's range the tasks use (gym-aloha
+declares Box(-1, 1) but takes absolute joint targets, which leave it: the elbow bends to 1.6).
 Reward: the stage 0..4 gym-aloha reports each step; success (stage 4) ends the episode. The
 episode budget is ALOHA's own (400 steps at 50 Hz), which its scripted experts need.
 """
@@ -32,7 +32,7 @@ ALOHA_TASKS = {
                             "pick up the cube with the right arm and hand it to the left arm"),
 }
 EPISODE_STEPS = 400
-# Joint targets of the state mode's action box: waist, shoulder, elbow, forearm roll, wrist angle,
+# Joint targets of the action box: waist, shoulder, elbow, forearm roll, wrist angle,
 # wrist rotate, gripper opening (0 closed .. 1 open), per arm. It covers the experts' trajectories
 # (forearm roll and wrist rotate turn a full +-pi when the wrist is straight and they trade off).
 _ARM_CENTER = [0.0, -0.3, 0.35, 0.0, 0.45, 0.0, 0.5]
@@ -98,17 +98,15 @@ class AlohaEnv(gym.Env):
         self._first_seed = seed
         self._t = 0
 
-    def action_from_joints(self, joints: np.ndarray) -> np.ndarray:
-        """The env action that commands these 14 joint targets (scaled into [-1, 1] in state mode)."""
-        joints = np.asarray(joints, np.float64)
-        if self.obs_mode == "state":
-            joints = (joints - JOINT_CENTER) / JOINT_HALF_RANGE
-        return joints.astype(np.float32)
+    @staticmethod
+    def action_from_joints(joints: np.ndarray) -> np.ndarray:
+        """The env action that commands these 14 joint targets."""
+        return ((np.asarray(joints, np.float64) - JOINT_CENTER) / JOINT_HALF_RANGE).astype(np.float32)
 
-    def joints_from_action(self, action: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def joints_from_action(action: np.ndarray) -> np.ndarray:
         """The 14 joint targets an env action commands."""
-        action = np.asarray(action, np.float64)
-        return JOINT_CENTER + JOINT_HALF_RANGE * action if self.obs_mode == "state" else action
+        return JOINT_CENTER + JOINT_HALF_RANGE * np.asarray(action, np.float64)
 
     def _obs(self, raw: dict) -> dict[str, Any]:
         if self.obs_mode == "state":
