@@ -400,7 +400,8 @@ sys.argv = ["fpoctl", *sys.argv[2:]]
 runpy.run_module("fpoctl.cli", run_name="__main__", alter_sys=True)
 """
 SIGNALS = {
-    "cli-imports": ("sqlalchemy", "runs", "list"),  # the module imports of fpoctl.cli
+    "cli-imports": ("typer", "runs", "list"),  # the module imports of fpoctl.cli
+    "store-imports": ("sqlalchemy", "runs", "list"),  # the store loads inside the command
     "command-imports": ("torch", "finetune", "--iterations", "1"),  # inside the command
     "eval-imports": ("fpoctl.train.eval_job", "eval", "x", "--task", "fast-goal"),
 }
