@@ -76,7 +76,15 @@ def test_lineage_of_an_sft_run_that_starts_from_another_run(store: Store) -> Non
     assert lineage(store, more) == [f"run {base.id} base-sft (sft)"]
 
 
-def test_the_module_does_not_import_torch() -> None:
-    code = "import sys, fpoctl.train.lineage; print('torch' in sys.modules)"
+def test_neither_the_module_nor_the_lineage_of_fresh_policies_imports_torch(tmp_path: Path) -> None:
+    code = f"""
+import sys
+from fpoctl.store import Store
+from fpoctl.train.lineage import lineage
+store = Store("sqlite:///{tmp_path / 'fpoctl.db'}")
+sft = store.create_run(name="s", kind="sft", config={{"policy": "mlp"}})
+ft = store.create_run(name="f", config={{"init": str(sft.id)}})
+print(lineage(store, sft), len(lineage(store, ft)), "torch" in sys.modules)
+"""
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "[] 1 False"

@@ -83,7 +83,7 @@ def configure(kind: str, user: dict[str, Any], *, recipe: str | None = None,
     """The config of a `kind` job whose user-set values are `user` (`config.user_values`): recipe
     beneath, then what its init was trained with (`store` opens the store, only when it is needed)."""
     cls = CONFIG_CLASSES[kind]
-    base = {**recipe_values(recipe, kind)}
+    base = recipe_values(recipe, kind)
     ref = init_ref(kind, user)
     taken: dict[str, Any] = {}
     source = None

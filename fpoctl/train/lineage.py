@@ -79,14 +79,19 @@ def success_arc(series: Sequence[tuple[int, float]]) -> SuccessArc:
 
 
 def init_ref(kind: str, config: dict[str, Any]) -> str | None:
-    """What a run was initialised from: a fine-tune's `init`; an SFT's `policy` when that names a
-    run, a pulled model or a folder rather than a fresh policy."""
+    """What a job's config starts from: a fine-tune's `init`; an SFT's `policy` when that names a
+    run, a pulled model or a folder rather than a fresh policy (this asks the policy registry,
+    which loads torch: for a stored run, `lineage` asks only when the name is a source)."""
     ref = config.get("init")
     if ref is None and kind == "sft" and config.get("policy"):
-        from policies.registry import POLICY_NAMES  # torch: only for an SFT that may start from one
-
-        ref = None if config["policy"] in POLICY_NAMES else config["policy"]
+        ref = None if _is_preset(str(config["policy"])) else config["policy"]
     return None if ref is None else str(ref)
+
+
+def _is_preset(policy: str) -> bool:
+    from policies.registry import POLICY_NAMES  # torch
+
+    return policy in POLICY_NAMES
 
 
 def lineage(store: Store, run: Run) -> list[str]:
@@ -95,9 +100,9 @@ def lineage(store: Store, run: Run) -> list[str]:
     ends the chain with a note)."""
     chain: list[str] = []
     seen = {run.id}
-    ref = init_ref(run.kind, run.config or {})
-    while ref is not None and len(chain) < MAX_DEPTH:
-        text, parent = _describe(store, ref)
+    link = _source(store, run)
+    while link is not None and len(chain) < MAX_DEPTH:
+        text, parent = link
         if parent is not None and parent.id in seen:
             chain.append(f"run {parent.id} (a cycle: stops here)")
             break
@@ -105,12 +110,28 @@ def lineage(store: Store, run: Run) -> list[str]:
         if parent is None:
             break
         seen.add(parent.id)
-        ref = init_ref(parent.kind, parent.config or {})
+        link = _source(store, parent)
     return chain
 
 
-def _describe(store: Store, ref: str) -> tuple[str, Run | None]:
-    """One link of the chain (in the order `build.resolve_source` looks: folder, run, model)."""
+def _source(store: Store, run: Run) -> tuple[str, Run | None] | None:
+    """What `run` started from, described; None for a fresh policy. An SFT's `policy` counts when
+    it names something in the store or on disk (and is not a preset name, the rare case where
+    the registry, and torch, are asked)."""
+    config = run.config or {}
+    if config.get("init") is not None:
+        return _describe(store, str(config["init"]))
+    policy = config.get("policy")
+    if run.kind != "sft" or not policy:
+        return None
+    found = _describe(store, str(policy), missing=None)
+    return None if found is None or _is_preset(str(policy)) else found
+
+
+def _describe(store: Store, ref: str, missing: str | None = "{ref} (no longer in the store)"
+              ) -> tuple[str, Run | None] | None:
+    """One link of the chain (in the order `build.resolve_source` looks: folder, run, model);
+    `missing`: the text for a ref that names nothing (None: no link)."""
     if Path(ref).expanduser().is_dir():
         return f"folder {ref}", None
     try:
@@ -123,7 +144,7 @@ def _describe(store: Store, ref: str) -> tuple[str, Run | None]:
         if ref in (model.alias, model.repo, str(model.id)):
             name = model.alias or model.repo
             return f"pulled {name}" + (f" ({model.repo})" if model.alias and model.repo != name else ""), None
-    return f"{ref} (no longer in the store)", None
+    return None if missing is None else (missing.format(ref=ref), None)
 
 
 @dataclass(frozen=True)
