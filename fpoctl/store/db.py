@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from filelock import FileLock, Timeout
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from fpoctl.errors import StoreError
+
+if TYPE_CHECKING:  # alembic loads (~0.2 s) only to migrate or to read an unknown revision
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 BUSY_TIMEOUT_MS = 30_000
@@ -36,6 +37,8 @@ def busy_timeout_ms() -> int:
 
 def alembic_config(connection: sa.Connection | None = None) -> Config:
     """An alembic Config pointing at the packaged migrations (works from a wheel)."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = connection
@@ -44,7 +47,23 @@ def alembic_config(connection: sa.Connection | None = None) -> Config:
 
 def head_revision() -> str:
     """The newest migration this code knows."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config()).get_current_head() or ""
+
+
+_REVISION_LINE = re.compile(r"""^(down_)?revision\s*(?::[^=]*)?=\s*['"]([^'"]+)['"]""", re.MULTILINE)
+
+
+def newest_migration() -> str | None:
+    """`head_revision` read from the migration files without alembic (the check at every open);
+    None when they do not make one line of revisions (then ask alembic)."""
+    revisions, parents = set(), set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        for down, rev in _REVISION_LINE.findall(path.read_text(encoding="utf-8")):
+            (parents if down else revisions).add(rev)
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
 
 
 def database_file(url: str) -> Path | None:
@@ -149,12 +168,24 @@ def make_engine(url: str) -> Engine:
 
 def current_revision(engine: Engine) -> str | None:
     """The schema revision stored in the database (None for an empty one)."""
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+def stored_revision(engine: Engine) -> str | None:
+    """`current_revision` by plain SQL (alembic's version table), without loading alembic."""
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+
+
 def upgrade(engine: Engine, target: str = "head") -> None:
     """Migrate the schema to `target`, refusing a database newer than this code."""
+    from alembic import command
+
     with _migration_lock(engine):
         _check_not_newer(engine)
         with engine.begin() as conn:
@@ -163,11 +194,15 @@ def upgrade(engine: Engine, target: str = "head") -> None:
 
 def downgrade(engine: Engine, target: str) -> None:
     """Migrate the schema down to `target` ("base" empties it)."""
+    from alembic import command
+
     with _migration_lock(engine), engine.begin() as conn:
         command.downgrade(alembic_config(conn), target)
 
 
 def _check_not_newer(engine: Engine) -> None:
+    from alembic.script import ScriptDirectory
+
     rev = current_revision(engine)
     if rev is None:
         return
@@ -200,9 +235,11 @@ def open_engine(url: str, *, auto_upgrade: bool = True) -> Engine:
     engine = make_engine(url)
     try:
         if auto_upgrade:
-            rev = current_revision(engine)
-            if rev != head_revision():
-                upgrade(engine)
+            newest = newest_migration()
+            if newest is None or stored_revision(engine) != newest:  # at head: no alembic at all
+                rev = current_revision(engine)
+                if rev != head_revision():
+                    upgrade(engine)
         else:
             _check_not_newer(engine)
     except sa.exc.DatabaseError as exc:
