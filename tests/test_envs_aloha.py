@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fpoctl.envs import get_task
-from fpoctl.envs.aloha import JOINT_CENTER, JOINT_HALF_RANGE
+from fpoctl.envs.aloha import JOINT_RANGES, joint_box
 from fpoctl.envs.aloha_expert import AlohaReplayExpert, Waypoint, mocap_rollout, pose_at, quat_rotate, slerp
 from fpoctl.envs.demos import collect_demos
 from fpoctl.errors import FpoctlError
@@ -35,15 +35,16 @@ def test_state_mode_observes_joints_velocities_and_object_poses_without_a_camera
         env.close()
 
 
-def test_actions_scale_joint_targets_into_the_action_box() -> None:
+def test_actions_scale_joint_targets_into_the_task_s_action_box() -> None:
     require("gym_aloha")
     env = get_task("aloha-transfer-cube").make_env("state", seed=0)
-    joints = np.array([0.1, -0.9, 1.2, 2.5, -1.0, -3.0, 0.9] * 2)
-    action = env.unwrapped.action_from_joints(joints)
-    assert np.all(np.abs(action) <= 1.0)
-    np.testing.assert_allclose(env.unwrapped.joints_from_action(action), joints, atol=1e-6)
-    np.testing.assert_allclose(env.unwrapped.joints_from_action(np.zeros(14)), JOINT_CENTER)
-    assert np.all(JOINT_HALF_RANGE > 0)
+    low, high = (np.array(v) for v in JOINT_RANGES["transfer_cube"])
+    for joints in (low, high, (low + high) / 2):
+        action = env.unwrapped.action_from_joints(joints)
+        assert np.all(np.abs(action) < 1.0)  # the experts' range, with a margin
+        np.testing.assert_allclose(env.unwrapped.joints_from_action(action), joints, atol=1e-6)
+    centre, half = joint_box("transfer_cube")
+    np.testing.assert_allclose(env.unwrapped.joints_from_action(np.ones(14)), centre + half)
     env.close()
 
 

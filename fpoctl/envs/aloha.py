@@ -5,9 +5,9 @@ normalised), prompt. Stock gym-aloha renders three 640x480 cameras per step and 
 here the task renders only the top camera, at the requested size (~3x faster).
 state (no camera, no renderer): state = joint positions (14) + joint velocities (14) + the
 objects' poses (env_state: cube 7, or peg 7 + socket 7).
-Actions, in both modes: 14 joint targets scaled into fpoctl's [-1, 1] box, joints =
-JOINT_CENTER + JOINT_HALF_RANGE * a over the part of each joint's range the tasks use (gym-aloha
-declares Box(-1, 1) but takes absolute joint targets, which leave it: the elbow bends to 1.6).
+Actions, in both modes: 14 joint targets scaled into fpoctl's [-1, 1] box, joints = c + h * a
+over the part of each joint's range the task uses (`joint_box`; gym-aloha declares Box(-1, 1)
+but takes absolute joint targets, which leave it: the elbow bends to 1.6).
 Reward: the stage 0..4 gym-aloha reports each step; success (stage 4) ends the episode. The
 episode budget is ALOHA's own (400 steps at 50 Hz), which its scripted experts need.
 """
@@ -32,13 +32,26 @@ ALOHA_TASKS = {
                             "pick up the cube with the right arm and hand it to the left arm"),
 }
 EPISODE_STEPS = 400
-# Joint targets of the action box: waist, shoulder, elbow, forearm roll, wrist angle,
-# wrist rotate, gripper opening (0 closed .. 1 open), per arm. It covers the experts' trajectories
-# (forearm roll and wrist rotate turn a full +-pi when the wrist is straight and they trade off).
-_ARM_CENTER = [0.0, -0.3, 0.35, 0.0, 0.45, 0.0, 0.5]
-_ARM_HALF = [0.4, 0.75, 1.0, 3.2, 1.55, 3.2, 0.55]
-JOINT_CENTER = np.array(_ARM_CENTER * 2)
-JOINT_HALF_RANGE = np.array(_ARM_HALF * 2)
+# The joint targets each task's scripted expert commands (left arm, then right: waist, shoulder,
+# elbow, forearm roll, wrist angle, wrist rotate, gripper opening 0..1), measured over 30 / 20
+# episodes; the action box is this range plus ACTION_MARGIN each side. Tight boxes keep a cloned
+# policy precise: an action error of 0.05 is 0.16 rad over a +-pi box. Insertion's wrists turn
+# forearm roll against wrist rotate through the whole +-pi.
+JOINT_RANGES = {
+    "transfer_cube": ([-0.01, -0.98, 0.68, -0.02, -0.97, 0.0, 0.0,
+                       -0.29, -0.98, -0.54, -0.31, -0.29, -0.31, 0.0],
+                      [0.01, -0.01, 1.2, 0.07, -0.27, 1.59, 1.0, 0.27, 0.38, 1.17, 0.28, 1.9, 0.33, 1.0]),
+    "insertion": ([-0.28, -0.98, 0.66, -3.14, -0.56, -3.14, 0.0,
+                   -0.29, -0.98, 0.16, -3.14, -0.65, -3.14, 0.0],
+                  [0.31, 0.01, 1.23, 3.14, 0.57, 3.14, 1.0, 0.28, 0.13, 1.28, 3.14, 0.66, 3.14, 1.0]),
+}
+ACTION_MARGIN = 0.15
+
+
+def joint_box(task_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(centre, half range) of the joint targets a task's actions span: joints = c + h * a."""
+    low, high = (np.array(v) for v in JOINT_RANGES[task_name])
+    return (low + high) / 2, (high - low) / 2 + ACTION_MARGIN
 OBS_MODES = ("pixels", "state")
 OBJECT_DIMS = {"transfer_cube": 7, "insertion": 14}  # env_state: free-joint poses (xyz + quat)
 INSTALL_HINT = "make sim, or: pip install gym-aloha==0.1.5 'mujoco>=3,<3.9'"
@@ -84,6 +97,7 @@ class AlohaEnv(gym.Env):
         self._env = control.Environment(physics, task_obj, time_limit=float("inf"), control_timestep=DT,
                                         flat_observation=False)
         self.max_steps = EPISODE_STEPS
+        self.joint_center, self.joint_half = joint_box(self.task_name)
         if obs_mode == "pixels":
             self.observation_space = spaces.Dict({
                 "image/top": spaces.Box(0, 255, (image_height, image_width, 3), np.uint8),
@@ -98,15 +112,13 @@ class AlohaEnv(gym.Env):
         self._first_seed = seed
         self._t = 0
 
-    @staticmethod
-    def action_from_joints(joints: np.ndarray) -> np.ndarray:
+    def action_from_joints(self, joints: np.ndarray) -> np.ndarray:
         """The env action that commands these 14 joint targets."""
-        return ((np.asarray(joints, np.float64) - JOINT_CENTER) / JOINT_HALF_RANGE).astype(np.float32)
+        return ((np.asarray(joints, np.float64) - self.joint_center) / self.joint_half).astype(np.float32)
 
-    @staticmethod
-    def joints_from_action(action: np.ndarray) -> np.ndarray:
+    def joints_from_action(self, action: np.ndarray) -> np.ndarray:
         """The 14 joint targets an env action commands."""
-        return JOINT_CENTER + JOINT_HALF_RANGE * np.asarray(action, np.float64)
+        return self.joint_center + self.joint_half * np.asarray(action, np.float64)
 
     def _obs(self, raw: dict) -> dict[str, Any]:
         if self.obs_mode == "state":

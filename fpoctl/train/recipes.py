@@ -48,7 +48,7 @@ RECIPES = {
     # at 0.03, 0% at 0.1, so the noise stays small), 8-step chunks executed whole. FPO as for
     # LIBERO (summed chunk loss, critic warm-up); the stage reward 0..4 each step is dense.
     "aloha-state": Recipe(
-        sft={"obs_mode": "state", "expert_episodes": 10, "expert_noise": 0.02, "horizon": 8,
+        sft={"obs_mode": "state", "expert_episodes": 20, "expert_noise": 0.02, "horizon": 8,
              "exec_steps": 8, "steps": 2000, "batch_size": 256, "lr": 1e-3, "workers": True,
              "num_envs": 4, "eval_episodes": 8},
         finetune={"obs_mode": "state", "exec_steps": 8, "workers": True, "num_envs": 8,
