@@ -126,6 +126,12 @@ def test_sft_and_finetune_print_json_and_quiet_results(prior: str, home: Path,
     assert result["status"] == "finished" and "eval/success_rate" in result["before"]
     code, out, err = cli(["finetune", "--foreground", "--init", prior, *TINY_FPO, "-q"], capsys)
     assert code == 0 and out == f"{result['run_id'] + 1}\n", (out, err)
+    with store_of(home) as store:  # one more iteration to go: a resume in this process
+        store.update_run(result["run_id"], total_steps=2,
+                         config={**store.get_run(result["run_id"]).config, "iterations": 2})
+    code, out, err = cli(["resume", str(result["run_id"]), "--foreground", "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["status"] == "finished"
 
 
 @pytest.mark.sim

@@ -18,6 +18,7 @@ from fpoctl.settings import Settings
 
 if TYPE_CHECKING:
     from fpoctl.store import Store
+    from fpoctl.train.job import JobResult
 
 console = Console()
 err_console = Console(stderr=True)
@@ -44,6 +45,16 @@ def open_store(ctx: typer.Context) -> Store:
 def print_json(data: Any) -> None:
     """Machine-readable output for --json."""
     typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def script_result(result: JobResult, *, json_: bool) -> None:
+    """A job that trained in this process, for scripts (--json / -q): its run id and result as
+    JSON, or only the run id; exit 1 unless it finished."""
+    if json_:
+        print_json(result.__dict__)
+    else:
+        typer.echo(result.run_id)
+    raise typer.Exit(0 if result.status == "finished" else 1)
 
 
 def ago(t: float | None, now: float | None = None) -> str:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from fpoctl import jobs
-from fpoctl.commands.common import console, settings
+from fpoctl.commands.common import console, script_result, settings
 from fpoctl.commands.placement import (
     ForceOpt,
     ForegroundOpt,
@@ -59,9 +59,11 @@ def resume(
     """
     launch = jobs.Launch(nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
                          master_port=master_port)
-    with attached_progress(foreground) as update:
+    with attached_progress(foreground and not (json_ or quiet)) as update:
         started = jobs.resume(settings(ctx), run, detach=not foreground, force=force, launch=launch,
                               progress=update)
+    if started.result is not None and (json_ or quiet):
+        script_result(started.result, json_=json_)
     report_started(started, json_=json_, quiet=quiet)
 
 

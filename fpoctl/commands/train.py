@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
-from fpoctl.commands.common import console, open_store, print_json, settings
+from fpoctl.commands.common import console, open_store, script_result, settings
 from fpoctl.commands.placement import (
     ForceOpt,
     ForegroundOpt,
@@ -18,9 +18,6 @@ from fpoctl.commands.placement import (
 )
 from fpoctl.commands.report import attached_progress, report_started, summary
 from fpoctl.errors import FpoctlError
-
-if TYPE_CHECKING:
-    from fpoctl.train.job import JobResult
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="A TOML file of config values.")]
 SetOpt = Annotated[list[str] | None, typer.Option(
@@ -84,9 +81,11 @@ def finetune(
     launch = jobs.Launch(nproc=len(_gpu_list(gpus) or [0]) if nproc is None else nproc, nnodes=nnodes,
                          node_rank=node_rank, master_addr=master_addr, master_port=master_port)
     if resume:
-        with attached_progress(foreground) as update:
+        with attached_progress(foreground and not (json_ or quiet)) as update:
             started = jobs.resume(settings(ctx), resume, detach=not foreground, force=force,
                                   launch=launch, progress=update)
+        if started.result is not None and (json_ or quiet):
+            script_result(started.result, json_=json_)
         report_started(started, json_=json_, quiet=quiet)
         return
     cfg = _configure(ctx, "finetune", config, set_, recipe, show=show_config, quiet=quiet or json_, task=task,
@@ -99,7 +98,7 @@ def finetune(
         started = jobs.start_finetune(settings(ctx), cfg, name=name, gpus=_gpu_list(gpus), launch=launch,
                                       detach=not foreground, force=force, progress=update)
     if started.result is not None and (json_ or quiet):
-        _report(started.result, json_=json_)
+        script_result(started.result, json_=json_)
     report_started(started, json_=json_, quiet=quiet)
 
 
@@ -143,7 +142,7 @@ def sft(
     with attached_progress(not (json_ or quiet), "SFT", "step") as update:
         result = sft(settings(ctx), cfg, name=name, progress=update)
     if json_ or quiet:
-        _report(result, json_=json_)
+        script_result(result, json_=json_)
     summary(result, "sft")
 
 
@@ -164,13 +163,3 @@ def _configure(ctx: typer.Context, kind: str, toml_path: Path | None, sets: list
     if (note := made.note()) and not quiet:
         console.print(note, highlight=False, soft_wrap=True)
     return made.config
-
-
-def _report(result: JobResult, *, json_: bool) -> None:
-    """A job that trained here, for scripts: its run id and result as JSON, or only the run id;
-    exit 1 unless it finished."""
-    if json_:
-        print_json(result.__dict__)
-    else:
-        typer.echo(result.run_id)
-    raise typer.Exit(0 if result.status == "finished" else 1)
