@@ -47,7 +47,7 @@ class Run(Base):
     first_started: Mapped[float | None] = mapped_column(Float)
     """When the run first ran (`started` is when its current or last attempt did)."""
     phase: Mapped[str | None] = mapped_column(Text)
-    """What the run does when not iterating ("evaluating the prior 12/50 episodes (1.4/s)")."""
+    """What the run does when not iterating ("evaluating the prior: 12/50 episodes (1.4 episodes/s)")."""
 
 
 class Metric(Base):
