@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from fpoctl.store import Store
 from fpoctl.store.models import Event
+from fpoctl.train.config import FinetuneConfig, SFTConfig, as_dict
 
 FROZEN_NOW = 1_767_225_600.0
 """The "now" the snapshot tests freeze (2026-01-01 00:00 UTC); seeded times are relative to it."""
@@ -25,9 +26,11 @@ ENV_STEPS_PER_ITER = 2048
 SECONDS_PER_ITER = 30.0
 
 
-def iteration_metrics(it: int, *, rng: random.Random, skill: float = 1.0) -> dict[str, float]:
+def iteration_metrics(it: int, *, rng: random.Random, skill: float = 1.0,
+                      critic: str = "q_ensemble") -> dict[str, float]:
     """One iteration's metrics: success rising on a logistic curve (faster with more `skill`),
-    an ensemble that agrees more as it trains, a ratio near 1 with rare clipping."""
+    an ensemble that agrees more as it trains (a value critic instead: V mean and explained
+    variance), a ratio near 1 with rare clipping, 16 episodes an iteration, 50 an evaluation."""
     progress = 1 / (1 + math.exp(-(it * skill - 60) / 18))
     noise = rng.gauss
     success = min(max(0.1 + 0.8 * progress + noise(0, 0.04), 0.0), 1.0)
@@ -50,14 +53,20 @@ def iteration_metrics(it: int, *, rng: random.Random, skill: float = 1.0) -> dic
         "perf/env_steps_per_s": 1400 + noise(0, 40),
         "perf/update_s": 2.1 + noise(0, 0.1),
         "perf/gpu_mem_gb": 18.5 + 0.1 * math.sin(it / 7),
+        "rollout/episodes": 16.0,
     }
+    if critic == "value":
+        del values["critic/q_std"], values["critic/q_min"]
+        values["critic/explained_variance"] = 0.9 * progress - 0.2 + noise(0, 0.03)
     if it % 10 == 9:
         values["eval/success_rate"] = min(max(0.15 + 0.85 * progress + noise(0, 0.03), 0.0), 1.0)
+        values["eval/episodes"] = 50.0
     return values
 
 
 def write_iterations(store: Store, run_id: int, start: int, count: int, *, seed: int = 0,
-                     skill: float = 1.0, started: float | None = None) -> None:
+                     skill: float = 1.0, started: float | None = None,
+                     critic: str = "q_ensemble") -> None:
     """Log iterations start .. start+count-1 through the store's batched writer (`started`: the
     run's start, iteration i is logged SECONDS_PER_ITER * (i + 1) after it; else now)."""
     rng = random.Random(seed * 100_003 + start)
@@ -65,7 +74,7 @@ def write_iterations(store: Store, run_id: int, start: int, count: int, *, seed:
     clock = time.time if started is None else lambda: started + SECONDS_PER_ITER * (it + 1)
     with store.metric_writer(run_id, max_rows=20_000, clock=clock) as writer:
         for it in range(start, start + count):
-            writer.log(it, iteration_metrics(it, rng=rng, skill=skill))
+            writer.log(it, iteration_metrics(it, rng=rng, skill=skill, critic=critic))
     store.heartbeat(run_id, step=start + count)
 
 
@@ -82,9 +91,13 @@ RUNS = [
 def seed_runs(store: Store, now: float = FROZEN_NOW) -> dict[str, int]:
     """Five runs in every state (running, finished, lost, failed, queued); returns name -> id."""
     ids = {}
+    store.add_model(alias="pi0", repo="lerobot/pi0_base", commit_sha="0" * 40, path="models/pi0",
+                    policy_type="pi0")
     for i, (name, task, policy, status, done, total, skill, ago) in enumerate(RUNS):
-        config = {"lr": {"actor": 1e-5, "critic": 1e-4}, "clip_eps": 0.05, "n_mc": 8,
-                  "critic": "q-ensemble", "ensemble": 5, "num_envs": 16, "gamma": 0.995}
+        config = as_dict(FinetuneConfig(
+            task=task, policy=policy, init="pi0" if policy == "pi0" else None, seed=i,
+            iterations=total, critic="q_ensemble", actor_lr=1e-5 if policy == "pi0" else 3e-4,
+            critic_lr=1e-4, gamma=0.995, eval_every=10, eval_episodes=50))
         run = store.create_run(name=name, task=task, policy=policy, config=config, seed=i,
                                git_sha="0bf7876a1c2d", total_steps=total)
         ids[name] = run.id
@@ -113,6 +126,51 @@ def seed_runs(store: Store, now: float = FROZEN_NOW) -> dict[str, int]:
                          heartbeat=now - 2 if status == "running" else end)
         _space_events(store, run.id, started)
     return ids
+
+
+def seed_kinds(store: Store, now: float = FROZEN_NOW) -> dict[str, int]:
+    """Beside `seed_runs`: a finished SFT run (loss every 50 of 2000 steps, then its evaluation)
+    and a finished value-critic fine-tune initialised from it; returns name -> id."""
+    cfg = SFTConfig(task="fast-reach", policy="mlp", steps=2000, expert_episodes=40, lr=3e-4)
+    sft = store.create_run(name="fast-reach-sft", kind="sft", task=cfg.task, policy=cfg.policy,
+                           config=as_dict(cfg), seed=0, git_sha="0bf7876a1c2d", total_steps=cfg.steps)
+    started = now - 3 * 3600.0
+    store.set_status(sft.id, "running")
+    steps = range(cfg.log_every, cfg.steps + 1, cfg.log_every)
+    with store.metric_writer(sft.id, clock=lambda: started + 60) as writer:
+        for step in steps:
+            loss = 0.08 + 0.9 * math.exp(-step / 350) + 0.01 * math.sin(step / 90)
+            lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
+            writer.log(step, {"sft/loss": loss, "sft/lr": lr})
+        writer.log(cfg.steps, {"eval/success_rate": 0.62, "eval/return": 6.1,
+                               "eval/episode_len": 141.0, "eval/episodes": 32.0})
+    store.heartbeat(sft.id, step=cfg.steps)
+    store.add_event(sft.id, f"40 expert episodes, success 100% -> runs/{sft.id}/demos.npz", kind="demos")
+    store.add_checkpoint(sft.id, cfg.steps, f"runs/{sft.id}/ckpt/{cfg.steps:06d}", "0" * 64,
+                         {"eval/success_rate": 0.62}, is_best=True)
+    store.set_status(sft.id, "finished")
+    store.update_run(sft.id, created=started - 30, started=started, first_started=started,
+                     active_s=240.0, finished=started + 240, heartbeat=started + 240, pid=None)
+    _space_events(store, sft.id, started)
+
+    ft = FinetuneConfig(task="fast-reach", policy="mlp", init=str(sft.id), critic="value",
+                        iterations=60, seed=3, eval_every=10, eval_episodes=50)
+    value = store.create_run(name="mlp-value-reach", task=ft.task, policy=ft.policy,
+                             config=as_dict(ft), seed=ft.seed, git_sha="0bf7876a1c2d",
+                             total_steps=ft.iterations)
+    started = now - 2 * 3600.0
+    store.set_status(value.id, "running")
+    write_iterations(store, value.id, 0, ft.iterations, seed=7, skill=1.3, started=started,
+                     critic="value")
+    store.add_checkpoint(value.id, 50, f"runs/{value.id}/ckpt/000050", "0" * 64,
+                         {"eval/success_rate": 0.8}, is_best=True)
+    store.add_event(value.id, "prior: success 62%", kind="eval")
+    store.set_status(value.id, "finished")
+    end = started + ft.iterations * SECONDS_PER_ITER
+    store.update_run(value.id, created=started - 30, started=started, first_started=started,
+                     active_s=end - started, finished=end, heartbeat=end, pid=None)
+    _space_events(store, value.id, started)
+    return {"fast-reach-sft": sft.id, "mlp-value-reach": value.id}
 
 
 def _space_events(store: Store, run_id: int, started: float) -> None:

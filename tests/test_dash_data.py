@@ -14,6 +14,7 @@ from fpoctl.dash.actions import ACTIONS
 from fpoctl.dash.data import RunSeries, downsample
 from fpoctl.dash.feeds import CompareFeed, RunFeed, RunsFeed
 from fpoctl.dash.messages import CompareUpdated, RunsUpdated, RunUpdated
+from fpoctl.dash.views import CompareView
 from fpoctl.hub.push import push_run
 from fpoctl.jobs.control import resume_run, stop_run
 from fpoctl.store import MetricRow, Store
@@ -58,12 +59,16 @@ def test_run_feed_reads_only_new_rows_and_posts_only_changes(store: Store) -> No
     assert isinstance(first, RunUpdated) and len(first.events) == 5
     assert first.curves[n.ROLLOUT_SUCCESS].count == 120 and first.x_label == "env steps"
     assert first.checkpoints == [(50, False), (100, True)]
+    assert first.detail.lineage is None  # read on the next poll: the curves come first
+    second = feed.poll(store, FROZEN_NOW)
+    assert isinstance(second, RunUpdated) and second.curves == {} and feed.rows_read == 0
+    assert second.detail.lineage == ("pulled pi0 (lerobot/pi0_base)",)
     assert feed.poll(store, FROZEN_NOW) is None and feed.rows_read == 0
     write_iterations(store, rid, 120, 1)
     update = feed.poll(store, FROZEN_NOW)
     assert isinstance(update, RunUpdated) and update.events == []
     assert update.curves[n.ROLLOUT_SUCCESS].count == 121 and update.run.step == 121
-    assert feed.rows_read == 17  # one iteration's keys (no eval on iteration 120), nothing older
+    assert feed.rows_read == 18  # one iteration's keys (no eval on iteration 120), nothing older
 
 
 def test_runs_feed_updates_incrementally(store: Store) -> None:
@@ -93,11 +98,21 @@ def test_runs_feed_updates_incrementally(store: Store) -> None:
 def test_compare_feed_overlays_the_chosen_runs(store: Store) -> None:
     ids = seed_runs(store)
     chosen = [ids["mlp-fast-reach"], ids["pi0-aloha-insertion"]]
-    message = CompareFeed(chosen).poll(store, FROZEN_NOW)
+    feed = CompareFeed(chosen)
+    message = feed.poll(store, FROZEN_NOW)
     assert isinstance(message, CompareUpdated) and [r.id for r in message.runs] == chosen
-    assert message.curves[chosen[0]][n.EVAL_SUCCESS].count == 20
-    assert set(message.curves[chosen[1]]) == {n.EVAL_SUCCESS, n.ROLLOUT_SUCCESS, n.ROLLOUT_RETURN,
-                                              n.ENV_STEPS}
+    assert message.view.metric == n.EVAL_SUCCESS and message.curves[chosen[0]].count == 20
+    assert {n.EVAL_SUCCESS, n.ROLLOUT_SUCCESS, n.APPROX_KL, n.Q_STD} <= set(message.keys)
+    assert message.per_point == {chosen[0]: 50.0, chosen[1]: 50.0}  # episodes of an evaluation
+    assert {"task", "seed", "iterations"} <= set(message.differ) and "clip_eps" not in message.differ
+    assert feed.poll(store, FROZEN_NOW) is None  # nothing new
+    feed.view = CompareView(metric=n.ROLLOUT_SUCCESS, axis="iteration", window=5)
+    smoothed = feed.poll(store, FROZEN_NOW)
+    assert isinstance(smoothed, CompareUpdated) and smoothed.view == feed.view
+    curve = smoothed.curves[chosen[0]]
+    assert curve.x[:3] == (0.0, 1.0, 2.0) and smoothed.per_point[chosen[0]] == 5 * 16.0
+    raw = feed.series[chosen[0]].columns[n.ROLLOUT_SUCCESS].values
+    assert curve.y[10] == pytest.approx(raw[6:11].mean()) and curve.last == raw[-1]
 
 
 HOLD_WRITE_LOCK = """

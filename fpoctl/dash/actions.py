@@ -18,13 +18,18 @@ class RunAction:
     name: str
     service: Callable[..., str]
     asks: str | None = None
-    """A question whose answer is passed to the function after the run id (e.g. the repo)."""
+    """A question whose answer is passed to the function after the run id (e.g. the repo);
+    `{run}` names the run."""
+    confirm: str | None = None
+    """A yes/no question asked first (`{run}` names the run); no: nothing happens."""
 
 
 ACTIONS = {
-    "stop": RunAction("stop", stop_run),
+    "stop": RunAction("stop", stop_run,
+                      confirm="Stop {run}? Its job ends the current iteration, writes a checkpoint "
+                              "and stops (resume with r)."),
     "resume": RunAction("resume", resume_run),
-    "push": RunAction("push", push_run, asks="Push the run's best checkpoint to the Hub repo (ORG/NAME):"),
+    "push": RunAction("push", push_run, asks="Push the best checkpoint of {run} to the Hub repo:"),
 }
 
 

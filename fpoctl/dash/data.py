@@ -107,12 +107,13 @@ def downsample(x: np.ndarray, y: np.ndarray, n: int = MAX_POINTS) -> tuple[np.nd
 
 
 class Column:
-    """One key's points in step order: step and value arrays that grow by doubling, so a tick
-    appends a few rows and plots without copying Python lists into NumPy."""
+    """One key's points in step order: step, value and write-time arrays that grow by doubling,
+    so a tick appends a few rows and plots without copying Python lists into NumPy."""
 
     def __init__(self) -> None:
         self._steps = np.empty(256, dtype=np.int64)
         self._values = np.empty(256, dtype=np.float64)
+        self._times = np.empty(256, dtype=np.float64)
         self.size = 0
 
     @property
@@ -125,7 +126,12 @@ class Column:
         """Values held (a view)."""
         return self._values[: self.size]
 
-    def extend(self, steps: list[int], values: list[float]) -> None:
+    @property
+    def times(self) -> np.ndarray:
+        """When each point was written (epoch seconds; a view)."""
+        return self._times[: self.size]
+
+    def extend(self, steps: list[int], values: list[float], times: list[float]) -> None:
         """Append increasing steps; a first step at or before the last held one (a resumed
         run re-logging) first drops the points from that step on."""
         if self.size and steps[0] <= self._steps[self.size - 1]:
@@ -135,8 +141,10 @@ class Column:
             capacity = max(end, 2 * len(self._steps))
             self._steps = np.resize(self._steps, capacity)
             self._values = np.resize(self._values, capacity)
+            self._times = np.resize(self._times, capacity)
         self._steps[self.size:end] = steps
         self._values[self.size:end] = values
+        self._times[self.size:end] = times
         self.size = end
 
 
@@ -152,20 +160,21 @@ class RunSeries:
 
     def add(self, rows: Iterable[MetricRow]) -> None:
         """Take rows (oldest first), grouped per key into increasing runs of steps."""
-        pending: dict[str, tuple[list[int], list[float]]] = {}
+        pending: dict[str, tuple[list[int], list[float], list[float]]] = {}
         for row in rows:
             self.last_id = max(self.last_id, row.id)
             if self.keys is not None and row.key not in self.keys:
                 continue
-            steps, values = pending.setdefault(row.key, ([], []))
+            steps, values, times = pending.setdefault(row.key, ([], [], []))
             if steps and row.step <= steps[-1]:  # a rewind inside this batch
-                self._column(row.key).extend(steps, values)
-                steps.clear(), values.clear()
+                self._column(row.key).extend(steps, values, times)
+                steps.clear(), values.clear(), times.clear()
             steps.append(row.step)
             values.append(row.value)
-        for key, (steps, values) in pending.items():
+            times.append(row.time)
+        for key, (steps, values, times) in pending.items():
             if steps:
-                self._column(key).extend(steps, values)
+                self._column(key).extend(steps, values, times)
                 self.dirty.add(key)
 
     def _column(self, key: str) -> Column:
@@ -192,16 +201,34 @@ class RunSeries:
         self.dirty.clear()
         return {k: self.curve(k, max_points) for k in sorted(keys) if self.columns[k].size}
 
-    def curve(self, key: str, max_points: int = MAX_POINTS) -> Curve:
-        """One key against env steps (the newest env-step count at or before each step)."""
+    def x_of(self, key: str, axis: str = "env steps") -> np.ndarray:
+        """The x of each point of `key`: the newest env-step count at or before its step ("env
+        steps", the iteration where the run logs none), its step ("iteration"), or seconds since
+        the run's first row ("wall time")."""
         col = self.columns[key]
-        y = col.values
         env = self.columns.get(ENV_STEPS)
-        if env is not None and env.size:
+        if axis == "wall time":
+            first = min(float(c.times[0]) for c in self.columns.values() if c.size)
+            return col.times - first
+        if axis == "env steps" and env is not None and env.size:
             at = np.searchsorted(env.steps, col.steps, side="right") - 1
-            x = np.where(at >= 0, env.values[np.clip(at, 0, None)], 0.0)
-        else:
-            x = col.steps.astype(np.float64)
-        xs, ys = downsample(x, y, max_points)
+            return np.where(at >= 0, env.values[np.clip(at, 0, None)], 0.0)
+        return col.steps.astype(np.float64)
+
+    def curve(self, key: str, max_points: int = MAX_POINTS, axis: str = "env steps",
+              window: int = 1) -> Curve:
+        """One key against `axis` (see `x_of`), optionally a trailing mean over `window` points."""
+        y = self.columns[key].values
+        xs, ys = downsample(self.x_of(key, axis), smooth(y, window), max_points)
         return Curve(key=key, x=tuple(xs.tolist()), y=tuple(ys.tolist()), last=float(y[-1]),
                      lo=float(y.min()), hi=float(y.max()), count=len(y))
+
+
+def smooth(y: np.ndarray, window: int) -> np.ndarray:
+    """Trailing mean over `window` points (fewer at the start); window 1: `y` itself."""
+    if window <= 1 or len(y) < 2:
+        return y
+    total = np.cumsum(np.insert(y, 0, 0.0))
+    ends = np.arange(1, len(y) + 1)
+    starts = np.maximum(ends - window, 0)
+    return (total[ends] - total[starts]) / (ends - starts)

@@ -9,14 +9,18 @@ from textual.message import Message
 
 from fpoctl.dash.data import EventInfo, RunInfo, RunSeries, run_info
 from fpoctl.dash.messages import CompareUpdated, RunsUpdated, RunUpdated
-from fpoctl.dash.names import BEST_KEYS, COMPARE_KEYS, SUMMARY_KEYS
-from fpoctl.metric_names import ENV_STEPS
+from fpoctl.dash.names import BEST_KEYS, SUMMARY_KEYS
+from fpoctl.dash.views import CompareView, RunDetail, run_detail
+from fpoctl.metric_names import ENV_STEPS, EVAL_EPISODES, EVAL_SUCCESS, ROLLOUT_EPISODES, is_eval
 from fpoctl.store import Store
+from fpoctl.train.lineage import config_diff, lineage
 
 CHUNK = 100_000
 """Most metric rows one poll reads for one run; a longer backlog is read over several polls."""
 
 _TABLE_KEYS = tuple(dict.fromkeys(SUMMARY_KEYS + BEST_KEYS))
+SHOWN_KEYS = (*_TABLE_KEYS, ROLLOUT_EPISODES, EVAL_EPISODES)
+"""What the compare screen reads besides the viewed metric (its table; episodes per point)."""
 
 
 class Feed(Protocol):
@@ -73,7 +77,8 @@ class RunsFeed:
 
 
 class RunFeed:
-    """One run: its summary, curves of every key with new rows, new events, checkpoints."""
+    """One run: its summary and header detail, curves of every key with new rows, new events,
+    checkpoints. The init chain is read once, on the second poll (the first loads the curves)."""
 
     def __init__(self, run_id: int) -> None:
         self.run_id = run_id
@@ -82,7 +87,8 @@ class RunFeed:
         self.rows_read = 0
         """Metric rows the last poll read (only those newer than the ones already held)."""
         self._last_event = 0
-        self._shown: tuple[RunInfo, list[tuple[int, bool]]] | None = None
+        self._lineage: tuple[str, ...] | None = None
+        self._shown: tuple[RunInfo, list[tuple[int, bool]], RunDetail] | None = None
 
     def poll(self, store: Store, now: float) -> Message | None:
         run = store.get_run(self.run_id)
@@ -98,40 +104,72 @@ class RunFeed:
         s = self.series
         info = run_info(run, now, _present({k: s.last(k) for k in SUMMARY_KEYS}),
                         _present({k: s.best(k) for k in BEST_KEYS}))
+        if self._lineage is None and self._shown is not None:
+            self._lineage = tuple(lineage(store, run))
+        evals = s.columns.get(EVAL_SUCCESS)
+        detail = run_detail(info, self._lineage, (evals.steps, evals.values) if evals else None)
         curves = {} if self.behind else s.take_curves()  # downsample once, when caught up
-        if not curves and not events and self._shown == (info, checkpoints):
+        if not curves and not events and self._shown == (info, checkpoints, detail):
             return None
-        self._shown = (info, checkpoints)
-        return RunUpdated(info, curves, events, s.x_label, checkpoints, self.behind)
+        self._shown = (info, checkpoints, detail)
+        return RunUpdated(info, curves, events, s.x_label, checkpoints, self.behind, detail)
 
 
 class CompareFeed:
-    """Several runs: their summaries and the curves the compare screen can overlay."""
+    """Several runs: their summaries, the metrics they log, and the curve of the viewed metric.
+
+    The screen sets `view`. Only the keys the screen shows are read (the viewed metric, env
+    steps, episode counts, the summary): a new metric re-reads those rows, a new axis or
+    smoothing only redraws."""
 
     def __init__(self, run_ids: list[int]) -> None:
         self.behind = False
-        keys = frozenset((*COMPARE_KEYS, ENV_STEPS))
-        self.series = {rid: RunSeries(keys=keys) for rid in run_ids}
-        self._shown: list[RunInfo] | None = None
+        self.view = CompareView()
+        self.run_ids = run_ids
+        self.series: dict[int, RunSeries] = {}
+        self._keys: list[str] = []
+        self._shown: tuple[list[RunInfo], CompareView] | None = None
 
     def poll(self, store: Store, now: float) -> Message | None:
-        infos, curves, self.behind = [], {}, False
+        view = self.view  # set from the UI thread: read once
+        if not self.series or view.metric not in next(iter(self.series.values())).keys:
+            wanted = frozenset((view.metric, *SHOWN_KEYS))
+            self.series = {rid: RunSeries(keys=wanted) for rid in self.run_ids}
+            self._keys = sorted({k for rid in self.run_ids for k in store.metric_keys(rid)} - {ENV_STEPS})
+        infos, changed, self.behind = [], False, False
         for rid, s in self.series.items():
             run = store.get_run(rid)
             rows = store.metrics_since(rid, s.last_id, keys=sorted(s.keys or ()), limit=CHUNK)
             s.add(rows)
-            run_behind = len(rows) == CHUNK
-            self.behind |= run_behind
+            changed |= bool(rows)
+            self.behind |= len(rows) == CHUNK
             infos.append(run_info(run, now, _present({k: s.last(k) for k in SUMMARY_KEYS}),
                                   _present({k: s.best(k) for k in BEST_KEYS})))
-            if not run_behind and (changed := s.take_curves()):
-                curves[rid] = changed
-        if not curves and infos == self._shown:
+        if self.behind or (not changed and self._shown == (infos, view)):
             return None
-        self._shown = infos
+        self._shown = (infos, view)
+        curves, per_point = {}, {}
+        window = 1 if is_eval(view.metric) else view.window
+        for rid, s in self.series.items():
+            s.dirty.clear()
+            if view.metric in s.columns and s.columns[view.metric].size:
+                curves[rid] = s.curve(view.metric, axis=view.axis, window=window)
+                per_point[rid] = episodes_per_point(s, view.metric, window)
         with_data = [s for s in self.series.values() if s.columns]
-        x_label = "env steps" if all(s.x_label == "env steps" for s in with_data) else "iteration"
-        return CompareUpdated(infos, curves, x_label)
+        axis = view.axis
+        if axis == "env steps" and not all(ENV_STEPS in s.columns for s in with_data):
+            axis = "iteration"  # an SFT run (or one without env steps) among them
+        return CompareUpdated(infos, curves, axis, view, self._keys, per_point,
+                              config_diff([r.config for r in infos]))
+
+
+def episodes_per_point(series: RunSeries, metric: str, window: int) -> float | None:
+    """How many episodes one plotted point of `metric` averages: an evaluation's episodes, or
+    `window` iterations' rollout episodes (None when the run does not log episode counts)."""
+    col = series.columns.get(EVAL_EPISODES if is_eval(metric) else ROLLOUT_EPISODES)
+    if col is None or not col.size:
+        return None
+    return float(col.values.mean()) * (1 if is_eval(metric) else window)
 
 
 def _present(values: dict[str, float | None]) -> dict[str, float]:

@@ -37,12 +37,17 @@ class StoreReader:
         """Start polling."""
         self._thread.start()
 
-    def stop(self) -> None:
-        """Stop polling and wait for the thread (a poll in progress finishes first)."""
+    def stop(self, wait: float = 0.5) -> None:
+        """Stop polling; wait up to `wait` seconds for a poll in progress (the thread is a
+        daemon: a long first read never holds up quitting)."""
         self._stop.set()
         self._wake.set()
         if self._thread.is_alive():
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=wait)
+
+    def poke(self) -> None:
+        """Poll now (a screen changed what its feed reads)."""
+        self._wake.set()
 
     def subscribe(self, target: MessagePump, feed: Feed) -> int:
         """Poll `feed` (at once, then every tick) and post its messages to `target`."""

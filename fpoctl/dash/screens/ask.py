@@ -12,13 +12,15 @@ from textual.widgets import Input, Label
 
 
 class AskScreen(ModalScreen[str | None]):
-    """Ask for one value: enter returns it, escape returns None."""
+    """Ask for one value: enter returns it, escape returns None. The question wraps to fit."""
 
     BINDINGS: ClassVar[list[Binding]] = [Binding("escape", "cancel", "cancel")]
     DEFAULT_CSS = """
     AskScreen { align: center middle; }
-    AskScreen > Vertical { width: 60; height: auto; border: round $accent; padding: 1 2;
-                           background: $surface; }
+    AskScreen > Vertical { width: 70; max-width: 95%; height: auto; border: round $accent;
+                           padding: 1 2; background: $surface; }
+    AskScreen Label { width: 100%; }
+    AskScreen #keys { color: $text-muted; }
     """
 
     def __init__(self, title: str, placeholder: str) -> None:
@@ -27,8 +29,9 @@ class AskScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(self.title_text)
+            yield Label(self.title_text, id="question")
             yield Input(placeholder=self.placeholder)
+            yield Label("enter: go · escape: cancel", id="keys")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         """Return the typed value (empty -> cancel)."""

@@ -7,7 +7,7 @@ from textual.binding import Binding
 from fpoctl.dash.actions import ACTIONS
 
 RUN_BINDINGS = [Binding(name[0], f"act('{name}')", name) for name in ACTIONS]
-"""Add to a screen's BINDINGS; the screen defines `current_run_id`."""
+"""Add to a screen's BINDINGS; the screen defines `current_run_id` and `current_run_label`."""
 
 
 class RunKeys:
@@ -18,8 +18,13 @@ class RunKeys:
         """The run the keys act on."""
         raise NotImplementedError
 
+    @property
+    def current_run_label(self) -> str:
+        """How questions name that run, e.g. "run 3 (pi0-libero-spatial)"."""
+        raise NotImplementedError
+
     def action_act(self, name: str) -> None:
         """Run action `name` on the current run (nothing when none is selected)."""
         run_id = self.current_run_id
         if run_id is not None:
-            self.app.act_on_run(name, run_id)  # type: ignore[attr-defined]
+            self.app.act_on_run(name, run_id, self.current_run_label)  # type: ignore[attr-defined]

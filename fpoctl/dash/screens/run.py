@@ -1,8 +1,9 @@
-"""The run screen: header, success/return plots, Q-ensemble, FPO, performance, events."""
+"""The run screen: the header, then the panels of the run's kind (`layout.panels_for`: an FPO run's
+success, return, critic, ratio, FPO and performance panels; an SFT run's loss and numbers) and
+its events. The panels are built on the first update, when the run's kind and config are known."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import ClassVar
 
 from textual.app import ComposeResult
@@ -11,47 +12,20 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
-from fpoctl import metric_names as m
-from fpoctl.dash import names as n
-from fpoctl.dash.data import Curve
+from fpoctl.dash import layout
+from fpoctl.dash.data import Curve, RunInfo
 from fpoctl.dash.feeds import RunFeed
 from fpoctl.dash.messages import ReadFailed, RunUpdated
 from fpoctl.dash.screens.keys import RUN_BINDINGS, RunKeys
 from fpoctl.dash.widgets.events_log import EventsLog
-from fpoctl.dash.widgets.metric_plot import PALETTE, MetricPlot, PlotLine, legend
-from fpoctl.dash.widgets.metric_table import MetricTable
+from fpoctl.dash.widgets.metric_panel import MetricPanel
 from fpoctl.dash.widgets.run_header import RunHeader
-from fpoctl.fmt import number, percent
-
-BLUE, GREEN, ORANGE, RED, PURPLE = PALETTE[:5]
-BAND = "#2b6a8a"  # a darker BLUE for the Q +-std band
 
 
-# plot id -> its lines: (metric key, colour, how the legend prints the newest value)
-PLOTS: dict[str, list[tuple[str, str, Callable[[float | None], str]]]] = {
-    "success-plot": [(m.ROLLOUT_SUCCESS, GREEN, percent), (m.EVAL_SUCCESS, BLUE, percent)],
-    "return-plot": [(m.ROLLOUT_RETURN, ORANGE, number)],
-    "ratio-plot": [(m.RATIO_MEAN, PURPLE, number), (m.RATIO_MAX, RED, number)],
-    "perf-plot": [(m.PERF_ENV_STEPS_PER_S, GREEN, number)],
-}
-
-
-def lines(curves: dict[str, Curve], spec: list[tuple[str, str, Callable[[float | None], str]]]
-          ) -> list[PlotLine]:
-    """PlotLines (labelled with their newest value) for the keys that have data."""
-    return [PlotLine(f"{n.LABELS[k]} {fmt(curves[k].last)}", curves[k].x, curves[k].y, color)
-            for k, color, fmt in spec if k in curves]
-
-
-def q_band(curves: dict[str, Curve]) -> list[PlotLine]:
-    """Q mean with a +-std band (a darker line either side) and Q min."""
-    out = lines(curves, [(m.Q_MEAN, BLUE, number), (m.Q_MIN, ORANGE, number)])
-    mean, std = curves.get(m.Q_MEAN), curves.get(m.Q_STD)
-    if mean and std and len(mean.y) == len(std.y):
-        for sign, label in ((1, "+std"), (-1, "-std")):
-            y = [mu + sign * sd for mu, sd in zip(mean.y, std.y, strict=True)]
-            out.append(PlotLine(label, mean.x, y, BAND, in_legend=False))
-    return out
+def x_range(curves: dict[str, Curve]) -> tuple[float, float] | None:
+    """One x range for every plot of the run: 0 to the furthest point of any curve."""
+    tops = [c.x[-1] for c in curves.values() if c.x]
+    return (0.0, max(tops)) if tops and max(tops) > 0 else None
 
 
 class RunScreen(RunKeys, Screen[None]):
@@ -66,70 +40,61 @@ class RunScreen(RunKeys, Screen[None]):
         super().__init__()
         self.run_id = run_id
         self.loaded = False
+        self.run: RunInfo | None = None
         self.curves: dict[str, Curve] = {}
+        self.panels: list[MetricPanel] = []
+        self.events = EventsLog(id="events")
+        self._built = False
         self._token: int | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield RunHeader(id="run-header")
-        with VerticalScroll(id="panels"):
-            with Vertical(id="success-panel", classes="panel"):
-                yield MetricPlot(ylim=(0.0, 1.0), id="success-plot")
-            with Vertical(id="return-panel", classes="panel"):
-                yield MetricPlot(id="return-plot")
-            with Vertical(id="q-panel", classes="panel"):
-                yield MetricPlot(id="q-plot")
-                yield MetricTable([m.Q_STD], id="q-table")
-            with Vertical(id="fpo-panel", classes="panel"):
-                yield MetricTable(n.FPO_TABLE, id="fpo-table")
-                yield MetricPlot(id="ratio-plot")
-            with Vertical(id="perf-panel", classes="panel"):
-                yield MetricTable(n.PERF_TABLE, id="perf-table")
-                yield MetricPlot(id="perf-plot")
-            with Vertical(id="events-panel", classes="panel"):
-                yield EventsLog(id="events")
+        yield VerticalScroll(id="panels")
         yield Footer()
 
     def on_mount(self) -> None:
         self.sub_title = f"run {self.run_id}"
-        titles = {"success-panel": "success rate", "return-panel": "return", "q-panel": "Q-ensemble",
-                  "fpo-panel": "FPO", "perf-panel": "performance", "events-panel": "events"}
-        for panel, title in titles.items():
-            self.query_one(f"#{panel}").border_title = title
         self._token = self.app.reader.subscribe(self, RunFeed(self.run_id))
 
     def on_unmount(self) -> None:
         if self._token is not None:
             self.app.reader.unsubscribe(self._token)
 
+    def _build(self, run: RunInfo, keys: set[str]) -> None:
+        """Mount the panels of the run's kind (once)."""
+        self.panels = [MetricPanel(spec) for spec in layout.panels_for(run.kind, run.config, keys)]
+        events = Vertical(self.events, id=layout.EVENTS_ID, classes="panel")
+        events.border_title = "events"
+        container = self.query_one("#panels")
+        container.add_class(layout.layout_name(run.kind))
+        container.mount(*self.panels, events)
+        self._built = True
+
     def on_run_updated(self, message: RunUpdated) -> None:
-        run = message.run
+        run = self.run = message.run
+        if not self._built:
+            self._build(run, set(message.curves))
         self.sub_title = f"run {run.id} · {run.name}"
-        self.query_one(RunHeader).show(run, message.checkpoints)
-        self.query_one(EventsLog).add(message.events, run.started)
+        self.query_one(RunHeader).show(run, message.checkpoints, message.detail)
+        self.events.add(message.events, run.started)
         if message.curves:
             self.curves.update(message.curves)
-            self._draw(message.curves, message.x_label)
-        self.loaded = not message.behind
+            x_label = "step" if run.kind == "sft" else message.x_label
+            xlim = x_range(self.curves)
+            for panel in self.panels:
+                panel.show(self.curves, message.curves, x_label, xlim)
+        self.loaded = not message.behind and message.detail.lineage is not None
 
     def on_read_failed(self, message: ReadFailed) -> None:
         self.app.report_read_error(message.error)
-
-    def _draw(self, changed: dict[str, Curve], x_label: str) -> None:
-        for plot_id, spec in PLOTS.items():
-            self._plot(plot_id, lines(self.curves, spec), x_label)
-        q = q_band(self.curves)
-        self._plot("q-plot", q, x_label, f"  [{BAND}]━ ±std[/]" if len(q) > 2 else "")
-        for table in self.query(MetricTable):
-            table.show(changed)
-
-    def _plot(self, plot_id: str, plotted: list[PlotLine], x_label: str, extra: str = "") -> None:
-        plot = self.query_one(f"#{plot_id}", MetricPlot)
-        plot.show(plotted, x_label)
-        if plot.parent is not None:
-            plot.parent.border_subtitle = legend(plotted) + extra
 
     @property
     def current_run_id(self) -> int | None:
         """This screen's run."""
         return self.run_id
+
+    @property
+    def current_run_label(self) -> str:
+        """How prompts name this screen's run."""
+        return f"run {self.run_id}" + (f" ({self.run.name})" if self.run else "")

@@ -8,14 +8,24 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input
+from textual.widgets import Footer, Header, Input, Static
 
 from fpoctl.dash.feeds import RunsFeed
 from fpoctl.dash.messages import ReadFailed, RunsUpdated
+from fpoctl.dash.screens.confirm import ConfirmScreen
 from fpoctl.dash.screens.keys import RUN_BINDINGS, RunKeys
 from fpoctl.dash.widgets.runs_table import RunsTable
 
 MAX_COMPARED = 8
+
+EMPTY = """[b]No runs in this store yet.[/b] Start one in another terminal:
+
+  [cyan]fpoctl demo[/cyan]                       demos -> SFT prior -> FPO (CPU, minutes)
+  [cyan]fpoctl finetune --task fast-goal[/cyan]  an FPO run ([cyan]fpoctl tasks[/cyan]: the tasks)
+  [cyan]fpoctl sft --task fast-goal[/cyan]       behaviour cloning from an expert
+
+It shows up here as soon as it starts.  [dim]? every key · q quit[/dim]"""
+"""What the home shows while the store has no runs."""
 
 
 class RunsScreen(RunKeys, Screen[None]):
@@ -40,6 +50,7 @@ class RunsScreen(RunKeys, Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield RunsTable(id="runs")
+        yield Static(EMPTY, id="empty")
         yield Input(placeholder="filter: words in id, name, task, policy, status", id="filter")
         yield Footer()
 
@@ -58,6 +69,10 @@ class RunsScreen(RunKeys, Screen[None]):
 
     def on_runs_updated(self, message: RunsUpdated) -> None:
         self.table.set_runs(message.runs)
+        self.query_one("#empty").display = not message.runs
+        self.table.display = bool(message.runs)
+        if message.runs and self.focused is None:
+            self.table.focus()
         self._describe()
         self.loaded = True
 
@@ -77,6 +92,13 @@ class RunsScreen(RunKeys, Screen[None]):
     def current_run_id(self) -> int | None:
         """The run under the cursor."""
         return self.table.current_run_id
+
+    @property
+    def current_run_label(self) -> str:
+        """How questions name the run under the cursor."""
+        rid = self.table.current_run_id
+        name = next((r.name for r in self.table.runs if r.id == rid), None)
+        return f"run {rid}" + (f" ({name})" if name else "")
 
     @on(RunsTable.RowSelected)
     def _row_selected(self, event: RunsTable.RowSelected) -> None:
@@ -117,11 +139,23 @@ class RunsScreen(RunKeys, Screen[None]):
         self._describe()
 
     def action_compare(self) -> None:
+        """Compare the marked runs; with none marked, ask before comparing the runs shown."""
         table = self.table
-        ids = [r.id for r in table.shown_runs if r.id in table.marked] or [r.id for r in table.shown_runs]
-        if not ids:
+        marked = [r.id for r in table.shown_runs if r.id in table.marked]
+        if marked:
+            self._compare(marked)
+            return
+        shown = [r.id for r in table.shown_runs]
+        if not shown:
             self.notify("no runs to compare", severity="warning")
             return
+        first = f"the first {MAX_COMPARED} of the {len(shown)}" if len(shown) > MAX_COMPARED else \
+            f"the {len(shown)}"
+        question = (f"No runs are marked (space marks the run under the cursor). Compare {first} "
+                    "runs shown instead?")
+        self.app.push_screen(ConfirmScreen(question), lambda yes: self._compare(shown) if yes else None)
+
+    def _compare(self, ids: list[int]) -> None:
         if len(ids) > MAX_COMPARED:
             self.notify(f"comparing the first {MAX_COMPARED} (mark runs with space to choose)")
         self.app.open_compare(ids[:MAX_COMPARED])

@@ -1,4 +1,5 @@
-"""A compact table of metrics: newest value, min, max and a sparkline that fills the width."""
+"""A compact table of metrics: newest value, min and max when they fit, and a sparkline that
+fills the rest of the width."""
 
 from __future__ import annotations
 
@@ -9,18 +10,23 @@ from textual.app import RenderResult
 from textual.widget import Widget
 
 from fpoctl.dash.data import Curve
-from fpoctl.dash.names import LABELS
+from fpoctl.dash.names import label
 from fpoctl.fmt import number, sparkline
+
+MIN_TREND = 6
+"""Narrowest sparkline worth a column."""
 
 
 class MetricTable(Widget):
-    """One row per metric key; rows without data show dashes."""
+    """One row per metric key; rows without data show dashes. Narrow: min and max go first."""
 
     DEFAULT_CSS = "MetricTable { height: auto; }"
 
-    def __init__(self, keys: Sequence[str], *, id: str | None = None, classes: str | None = None) -> None:
+    def __init__(self, keys: Sequence[str], *, labels: Mapping[str, str] | None = None,
+                 id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.keys = list(keys)
+        self.labels = dict(labels or {})
         self.curves: dict[str, Curve] = {}
 
     def show(self, curves: Mapping[str, Curve]) -> None:
@@ -31,22 +37,25 @@ class MetricTable(Widget):
             self.refresh()
 
     def render(self) -> RenderResult:
-        rows = []
-        for key in self.keys:
-            c = self.curves.get(key)
-            numbers = [number(c.last), number(c.lo), number(c.hi)] if c else ["-", "-", "-"]
-            rows.append([LABELS.get(key, key), *numbers])
-        headers = ["metric", "last", "min", "max"]
-        widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
-        spark_width = self.size.width - sum(widths) - 2 * (len(headers) + 1)
-        table = Table(box=None, padding=(0, 1), header_style="dim")
-        for i, name in enumerate(headers):
-            table.add_column(name, justify="left" if i == 0 else "right", no_wrap=True)
-        if spark_width >= 4:
+        cells = {"metric": [self.labels.get(k) or label(k) for k in self.keys]}
+        for name, pick in (("last", "last"), ("min", "lo"), ("max", "hi")):
+            cells[name] = [number(getattr(c, pick)) if (c := self.curves.get(k)) else "-"
+                           for k in self.keys]
+        widths = {name: max(len(name), *map(len, column)) for name, column in cells.items()}
+        shown = list(cells)
+        while len(shown) > 2 and sum(widths[c] + 2 for c in shown) > self.size.width:
+            shown.remove("min" if "min" in shown else "max")
+        spark_width = self.size.width - sum(widths[c] + 2 for c in shown) - 1
+        table = Table(box=None, padding=(0, 1), header_style="dim", pad_edge=False)
+        for name in shown:
+            table.add_column(name, justify="left" if name == "metric" else "right", no_wrap=True)
+        trend = spark_width >= MIN_TREND
+        if trend:
             table.add_column("trend", no_wrap=True, style="cyan")
-            for key, row in zip(self.keys, rows, strict=True):
+        for i, key in enumerate(self.keys):
+            row = [cells[name][i] for name in shown]
+            if trend:
                 c = self.curves.get(key)
                 row.append(sparkline(c.y, spark_width) if c else "")
-        for row in rows:
             table.add_row(*row)
         return table
