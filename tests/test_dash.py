@@ -234,6 +234,7 @@ def test_help_key_lists_every_key_of_the_screen(store, settings, seeded) -> None
         await pilot.press("question_mark")
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
         keys = dict(app.screen.rows)
+        assert list(keys)[:4] == ["/", "space", "c", "o"]  # the screen's own keys before generic ones
         for key, what in (("/", "filter"), ("space", "mark"), ("c", "compare"), ("o", "sort"),
                           ("s", "stop"), ("r", "resume"), ("p", "push"), ("q", "quit"), ("?", "keys"),
                           ("enter", "open")):

@@ -19,13 +19,27 @@ def key_text(key: str) -> str:
     return KEY_NAMES.get(key, key)
 
 
+def _declared(node: object) -> set[str]:
+    """The keys a class declares in its own BINDINGS (not those Textual's bases add)."""
+    keys: set[str] = set()
+    for binding in type(node).BINDINGS:
+        if isinstance(binding, Binding):
+            keys.update(k.strip() for k in binding.key.split(","))
+    return keys
+
+
 def key_rows(screen: Screen) -> list[tuple[str, str]]:
-    """(key, what it does) for each active binding of `screen`: its own keys first, then the
-    app's, then those of the focused widget (cursor movement)."""
-    rank = {screen: 0, screen.app: 1}
-    actives = sorted(screen.active_bindings.values(), key=lambda a: rank.get(a.node, 2))
+    """(key, what it does) for each active binding of `screen`: the keys the screen, its focused
+    widget and the app declare first, then Textual's generic ones (cursor, focus, copy)."""
+    declared = [_declared(screen), _declared(screen.focused) if screen.focused else set(),
+                _declared(screen.app)]
+
+    def rank(key: str) -> int:
+        return next((i for i, keys in enumerate(declared) if key in keys), len(declared))
+
+    actives = sorted(screen.active_bindings.items(), key=lambda item: rank(item[0]))
     rows: dict[str, str] = {}
-    for active in actives:
+    for _, active in actives:
         binding = active.binding
         if binding.description and active.enabled:
             rows.setdefault(binding.key_display or key_text(binding.key), binding.description)
