@@ -1,5 +1,6 @@
 """The run screen of a resumed run (Textual pilot, fake clock): elapsed counts every attempt, the
-events before the resume keep their offsets from the first start, and a rule marks the resume."""
+ETA runs at this attempt's recent rate, the events before the resume keep their offsets from the
+first start, and a rule marks the resume."""
 
 from __future__ import annotations
 
@@ -57,5 +58,6 @@ def test_a_resumed_runs_screen_keeps_event_offsets_marks_the_resume_and_counts_a
                 assert lines.count(" ".join(RESUME_RULE.split())) == 1
                 header = " ".join(screen.query_one("#run-header").plain.split())
                 assert "elapsed 7m05s" in header and "iter 273/400" in header  # 390 + 35.5 s
+                assert "ETA 3m10s" in header  # 127 left at this attempt's 1.5 s, 0.5 s into one
 
         asyncio.run(main())

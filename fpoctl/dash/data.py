@@ -14,7 +14,7 @@ import numpy as np
 
 from fpoctl.jobs.process import display_status
 from fpoctl.metric_names import ENV_STEPS, EVAL_SUCCESS, ROLLOUT_RETURN, ROLLOUT_SUCCESS
-from fpoctl.store import MetricRow, Run, elapsed_s, eta_s
+from fpoctl.store import MetricRow, Run, Store, elapsed_s, eta_s
 
 MAX_POINTS = 400
 """Points per plotted curve: enough for a 200-cell-wide braille plot, cheap to draw."""
@@ -68,6 +68,12 @@ def run_info(run: Run, now: float, latest: Mapping[str, float], best: Mapping[st
         best_success=best.get(EVAL_SUCCESS, best.get(ROLLOUT_SUCCESS)),
         ret=latest.get(ROLLOUT_RETURN), phase=run.phase,
     )
+
+
+def recent_steps(store: Store, run: Run) -> list[tuple[float, int]]:
+    """What `run_info` measures a running run's ETA with: the (time, step) of its newest
+    iterations in this attempt (none when it is not running)."""
+    return store.step_times(run.id, since=run.started) if run.status == "running" else []
 
 
 @dataclass(frozen=True)

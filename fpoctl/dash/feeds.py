@@ -7,7 +7,7 @@ from typing import Protocol
 
 from textual.message import Message
 
-from fpoctl.dash.data import EventInfo, RunInfo, RunSeries, run_info
+from fpoctl.dash.data import EventInfo, RunInfo, RunSeries, recent_steps, run_info
 from fpoctl.dash.messages import CompareUpdated, RunsUpdated, RunUpdated
 from fpoctl.dash.names import BEST_KEYS, SUMMARY_KEYS
 from fpoctl.dash.views import CompareView, RunDetail, run_detail
@@ -69,7 +69,8 @@ class RunsFeed:
                 for rid, value in store.best_values(unseen, key).items():
                     best = self._best.setdefault(rid, {})
                     best[key] = max(value, best.get(key, value))
-        infos = [run_info(r, now, self._latest.get(r.id, {}), self._best.get(r.id, {})) for r in runs]
+        infos = [run_info(r, now, self._latest.get(r.id, {}), self._best.get(r.id, {}),
+                          recent_steps(store, r)) for r in runs]
         if infos == self._shown:
             return None
         self._shown = infos
@@ -103,7 +104,7 @@ class RunFeed:
         checkpoints = [(c.step, c.is_best) for c in store.checkpoints(self.run_id)]
         s = self.series
         info = run_info(run, now, _present({k: s.last(k) for k in SUMMARY_KEYS}),
-                        _present({k: s.best(k) for k in BEST_KEYS}))
+                        _present({k: s.best(k) for k in BEST_KEYS}), recent_steps(store, run))
         if self._lineage is None and self._shown is not None:
             self._lineage = tuple(lineage(store, run))
         evals = s.columns.get(EVAL_SUCCESS)
@@ -144,7 +145,8 @@ class CompareFeed:
             changed |= bool(rows)
             self.behind |= len(rows) == CHUNK
             infos.append(run_info(run, now, _present({k: s.last(k) for k in SUMMARY_KEYS}),
-                                  _present({k: s.best(k) for k in BEST_KEYS})))
+                                  _present({k: s.best(k) for k in BEST_KEYS}),
+                                  recent_steps(store, run)))
         if self.behind or (not changed and self._shown == (infos, view)):
             return None
         self._shown = (infos, view)
