@@ -84,8 +84,32 @@ def test_the_experts_succeed_and_the_success_ends_the_episode(name: str, seeds: 
                     break
             assert term and info["success"] and rewards[-1] == 4.0 and max(rewards[:-1]) < 4.0
             assert 2.0 in rewards  # lifted (transfer: by the right arm; insertion: both objects)
+            assert info["stage"] == 4.0
     finally:
         env.close()
+
+
+def test_credit_success_credits_stage_4_for_the_rest_of_the_budget() -> None:
+    require("gym_aloha")
+    task = get_task("aloha-transfer-cube")
+    returns = {}
+    for credit in (False, True):
+        env, expert = task.make_env("state", seed=0, credit_success=credit), AlohaReplayExpert()
+        obs, _ = env.reset(seed=1)
+        expert.reset(env)
+        rewards = []
+        while len(rewards) < task.max_steps:
+            obs, reward, term, _trunc, info = env.step(expert.act(env, obs))
+            rewards.append(reward)
+            if term:
+                break
+        env.close()
+        assert info["success"] and info["stage"] == 4.0
+        returns[credit] = rewards
+    plain, credited = returns[False], returns[True]
+    steps = len(plain)
+    assert plain[:-1] == credited[:-1] and plain[-1] == 4.0
+    assert credited[-1] == 4.0 * (task.max_steps - steps + 1)
 
 
 def test_the_expert_acts_the_same_in_pixels_mode() -> None:

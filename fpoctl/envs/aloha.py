@@ -8,8 +8,10 @@ objects' poses (env_state: cube 7, or peg 7 + socket 7).
 Actions, in both modes: 14 joint targets scaled into fpoctl's [-1, 1] box, joints = c + h * a
 over the part of each joint's range the task uses (`joint_box`; gym-aloha declares Box(-1, 1)
 but takes absolute joint targets, which leave it: the elbow bends to 1.6).
-Reward: the stage 0..4 gym-aloha reports each step; success (stage 4) ends the episode. The
-episode budget is ALOHA's own (400 steps at 50 Hz), which its scripted experts need.
+Reward: the stage 0..4 gym-aloha reports each step (also in info["stage"]); success (stage 4)
+ends the episode. With credit_success=True the success step is credited stage 4 for each step
+left in the budget (RL: otherwise stalling at stage 2 outscores finishing). The episode budget is
+ALOHA's own (400 steps at 50 Hz), which its scripted experts need.
 """
 
 from __future__ import annotations
@@ -79,10 +81,10 @@ class AlohaEnv(gym.Env):
     metadata: ClassVar[dict] = {"render_modes": []}
 
     def __init__(self, task: str, obs_mode: str = "pixels", seed: int | None = None,
-                 image_height: int = 480, image_width: int = 640) -> None:
+                 image_height: int = 480, image_width: int = 640, credit_success: bool = False) -> None:
         if obs_mode not in OBS_MODES:
             raise FpoctlError(f"ALOHA has observation modes {' and '.join(OBS_MODES)}, not {obs_mode!r}")
-        self.obs_mode = obs_mode
+        self.obs_mode, self.credit_success = obs_mode, credit_success
         use_headless_gl()  # even in state mode: dm_control picks its GL backend once, at import
         from dm_control import mujoco as dm_mujoco
         from dm_control.rl import control
@@ -148,10 +150,15 @@ class AlohaEnv(gym.Env):
     def step(self, action):
         ts = self._env.step(self.joints_from_action(action))
         self._t += 1
-        success = bool(ts.reward == 4)
+        stage = float(ts.reward)
+        success = stage == 4
         truncated = self._t >= EPISODE_STEPS and not success
-        return self._obs(ts.observation), float(ts.reward), success, truncated, {
-            "success": success, "is_success": success}
+        # credit_success: the success step also earns stage 4 for the budget's remaining steps, as
+        # if the episode ran on (ending it would otherwise forfeit them: holding the cube at stage
+        # 2 would be worth more than handing it over).
+        reward = stage * (EPISODE_STEPS - self._t + 1) if success and self.credit_success else stage
+        return self._obs(ts.observation), reward, success, truncated, {
+            "success": success, "is_success": success, "stage": stage}
 
     def close(self) -> None:
         self._env.close()
