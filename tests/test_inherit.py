@@ -63,6 +63,15 @@ def test_a_config_file_wins_over_the_inherited_values(prior: str, tmp_path: Path
     assert (cfg["horizon"], cfg["exec_steps"]) == (4, 8)
 
 
+def test_an_inherited_config_shown_as_toml_reads_back_to_the_same_config(
+        prior: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg, text = shown(["finetune", "--init", prior, "--iterations", "3"], capsys)
+    file = tmp_path / "ft.toml"
+    file.write_text(text, encoding="utf-8")
+    again, _ = shown(["finetune", "--config", str(file)], capsys)
+    assert again == cfg and again["horizon"] == 8
+
+
 def test_the_inherited_config_trains_and_is_stored(prior: str, home: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = cli(["finetune", "--foreground", "--init", prior, *TINY_FPO], capsys)
