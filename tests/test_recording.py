@@ -46,7 +46,7 @@ def test_each_episode_is_one_video_with_its_frames_and_outcome(tmp_path) -> None
             _, _, done, _, _ = env.step(np.zeros(1))
     env.close()
     videos = recorded_videos(tmp_path)
-    assert [v.name for v in videos] == ["t0_env00_ep000_success.gif", "t0_env00_ep001_success.gif"]
+    assert [v.name for v in videos] == ["t0_ep000_success.gif", "t0_ep001_success.gif"]
     frames = imageio.mimread(videos[0])
     assert len(frames) == 4  # the reset frame and three steps
     assert [int(f[..., :3].mean()) for f in frames] == [0, 40, 80, 120]
@@ -55,13 +55,13 @@ def test_each_episode_is_one_video_with_its_frames_and_outcome(tmp_path) -> None
 def test_a_vector_env_writes_budget_ended_episodes_up_to_the_quota(tmp_path) -> None:
     task = TaskSpec(name="blink", backend="fast", description="", max_steps=5,
                     make=lambda obs_mode="pixels", seed=None: Blink(win=False), obs_modes=("pixels",))
-    venv = make_vector_env(task, 2, record=Recording(str(tmp_path), episodes_per_env=1))
+    venv = make_vector_env(task, 2, record=Recording(str(tmp_path), episodes=3, num_envs=2))
     venv.reset(seed=0)
-    for _ in range(4):  # 4 chunks of 3 steps: two budget-ended episodes per env
+    for _ in range(6):  # 6 chunks of 3 steps: three budget-ended episodes per env
         venv.step(np.zeros((2, 3, 1), np.float32))
     venv.close()
-    names = [v.name for v in recorded_videos(tmp_path)]
-    assert names == ["env00_ep000_failure.mp4", "env01_ep000_failure.mp4"]
+    names = [v.name for v in recorded_videos(tmp_path)]  # env 0: episodes 0, 2; env 1: episode 1
+    assert names == ["ep000_failure.mp4", "ep001_failure.mp4", "ep002_failure.mp4"]
     assert len(imageio.mimread(tmp_path / names[0])) == 6  # reset + 5 steps: the budget
 
 

@@ -21,15 +21,23 @@ VIDEO_SUFFIXES = (".mp4", ".gif")
 
 @dataclass(frozen=True)
 class Recording:
-    """What to record: into `folder`, at most `episodes_per_env` episodes of each env (None: all),
-    from `camera` (an `image/<name>` observation key; None: the first one), as `fmt`."""
+    """What to record: into `folder`, the first `episodes` episodes over `num_envs` envs in an
+    evaluation's sweep order (env i's k-th episode is episode k * num_envs + i; None: every
+    episode), from `camera` (an `image/<name>` key; None: the first one), as `fmt`."""
 
     folder: str
     prefix: str = ""
-    episodes_per_env: int | None = None
+    episodes: int | None = None
+    num_envs: int = 1
     camera: str | None = None
     fps: int = 20
     fmt: str = "mp4"  # "mp4" (H.264 through imageio-ffmpeg) or "gif"
+
+    def quota(self, index: int) -> int | None:
+        """How many episodes env `index` records (None: all)."""
+        if self.episodes is None:
+            return None
+        return self.episodes // self.num_envs + (index < self.episodes % self.num_envs)
 
 
 def cameras(observation_space: gym.spaces.Space) -> list[str]:
@@ -68,7 +76,7 @@ class EpisodeRecorder(gym.Wrapper):
         Path(recording.folder).mkdir(parents=True, exist_ok=True)
 
     def _wanted(self) -> bool:
-        limit = self.recording.episodes_per_env
+        limit = self.recording.quota(self.index)
         return limit is None or self.written < limit
 
     def _keep(self, obs: dict[str, Any]) -> None:
@@ -79,7 +87,7 @@ class EpisodeRecorder(gym.Wrapper):
         rec, folder = self.recording, Path(self.recording.folder)
 
         def stem(k: int) -> str:
-            return f"{rec.prefix}env{self.index:02d}_ep{k:03d}"
+            return f"{rec.prefix}ep{k * rec.num_envs + self.index:03d}"
 
         while any(folder.glob(f"{stem(self.written)}_*")):  # an env rebuilt after a crash counts on
             self.written += 1
