@@ -79,8 +79,12 @@ def finetune_one_libero_pixel_iteration(policy: str, tokenizer: Path, home: Path
                    "--set", f"env_kwargs={env}",
                    "--set", "num_envs=1", "--set", "rollout_chunks=2", "--set", "exec_steps=5",
                    "--set", "n_mc=2", "--set", "minibatch_size=2", "--set", "eval_episodes=1",
-                   "--set", "critic=q_ensemble", "--set", "q_ensemble_size=2", timeout=900)
+                   "--set", "critic=q_ensemble", "--set", "q_ensemble_size=2",
+                   "--set", "eval_videos=1", timeout=900)
     assert proc.returncode == 0, proc.stderr
+    for it in ("iter_0000", "iter_0001"):  # the prior's evaluation and the final one, 1 video each
+        assert [p.name[:6] for p in (home / "runs" / "1" / "videos" / it).glob("*.mp4")] == ["ep000_"]
+    assert "evaluation videos in" in run_cli("runs", "show", "1").stdout
     with Store(f"sqlite:///{home / 'fpoctl.db'}") as store:
         run = store.get_run(1)
         assert run.status == "finished" and run.policy == policy

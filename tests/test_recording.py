@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gymnasium as gym
 import imageio.v2 as imageio
 import numpy as np
@@ -72,3 +74,30 @@ def test_a_state_task_has_nothing_to_record() -> None:
     assert check_recordable(Blink().observation_space, "blink", "pixels") == "image/top"
     with pytest.raises(FpoctlError, match="no camera 'image/wrist'"):
         check_recordable(Blink().observation_space, "blink", "pixels", "image/wrist")
+
+
+@pytest.mark.sim
+def test_eval_record_writes_a_video_per_episode_and_lists_them(home, tmp_path, tokenizer) -> None:
+    """`fpoctl eval FOLDER --task libero-spatial/0 --record DIR`: one MP4 per episode, of the
+    policy's own camera frames, named by episode and outcome, listed in the stored evaluation."""
+    from fpoctl.store import Store
+    from tests.conftest import require, run_cli
+    from tests.pi0_helpers import tiny_policy
+
+    require("libero")
+    folder = tmp_path / "policy"
+    tiny_policy(tokenizer).save_pretrained(folder)
+    out = tmp_path / "videos"
+    proc = run_cli("eval", str(folder), "--task", "libero-spatial/0", "--episodes", "3",
+                   "--num-envs", "2", "--max-steps", "6", "--exec-steps", "3", "--obs-mode", "pixels",
+                   "--record", str(out), timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    names = [v.name for v in recorded_videos(out)]
+    assert names == ["ep000_failure.mp4", "ep001_failure.mp4", "ep002_failure.mp4"]
+    frames = imageio.mimread(out / names[0])
+    assert len(frames) == 7 and frames[0].shape == (224, 224, 3)  # the reset frame + 6 steps
+    assert "3 videos in" in proc.stdout
+    with Store(f"sqlite:///{home / 'fpoctl.db'}") as store:
+        details = store.evaluations()[-1].details
+    assert [Path(p).name for p in details["videos"]] == names
+

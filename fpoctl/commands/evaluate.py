@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -86,6 +87,9 @@ def evaluate(
     workers: Annotated[bool, typer.Option(help="Environments in worker processes.")] = False,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda.")] = "auto",
+    record: Annotated[Path | None, typer.Option(
+        help="Write a video of each episode into this folder (pixel tasks), named "
+             "[task<i>_]ep<k>_<success|failure>.mp4.")] = None,
     json_: Annotated[bool, typer.Option("--json", help="Print JSON (metrics, setup, tasks).")] = False,
 ) -> None:
     """Evaluate a policy by the published protocol; the result is recorded in the store.
@@ -96,6 +100,7 @@ def evaluate(
     Examples:
       fpoctl eval 3 --task fast-goal --episodes 100
       fpoctl eval pi0-libero --task libero-spatial --noise random --max-steps 280
+      fpoctl eval 7 --task libero-spatial/0 --episodes 5 --record videos/run7
     """
     from fpoctl.train.eval_job import evaluate_policy
 
@@ -104,11 +109,14 @@ def evaluate(
         report = evaluate_policy(settings(ctx), source, task_name=task, episodes=episodes,
                                  obs_mode=obs_mode, exec_steps=exec_steps, num_envs=num_envs,
                                  workers=workers, seed=seed, device=device, noise=noise,
-                                 max_steps=max_steps, notify=notify, progress=progress)
+                                 max_steps=max_steps, notify=notify, progress=progress,
+                                 record=record)
     if json_:
         print_json(report.as_json())
         return
     m = report.result.metrics
+    if report.result.videos:
+        console.print(f"{len(report.result.videos)} videos in {record}")
     if report.result.is_suite:
         console.print(task_table([t.record() for t in report.result.tasks]))
         console.print(f"{source} on {task}: success {m['eval/success_rate']:.0%} (mean over "

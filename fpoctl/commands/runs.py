@@ -6,6 +6,7 @@ import dataclasses
 import re
 import shutil
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -133,11 +134,12 @@ def show(
         chain = lineage(store, r)
         arc = success_arc(store.series(r.id, EVAL_SUCCESS))
     changed = overrides(r.kind, r.config or {})
+    videos = training_videos(settings(ctx).run_dir(r.id))
     used = [eval_checkpoint(e.details or {}, ckpts, r.total_steps) for e in evals]
     if json_:
         print_json({
             **summary, "config": r.config, "overrides": changed, "lineage": chain,
-            "success_arc": dataclasses.asdict(arc), "seed": r.seed, "git_sha": r.git_sha,
+            "success_arc": dataclasses.asdict(arc), "videos": videos, "seed": r.seed, "git_sha": r.git_sha,
             "metrics": {k: v[-1] for k, v in curves.items() if v},
             "checkpoints": [{"step": c.step, "path": c.path, "sha256": c.sha256,
                              "best": c.is_best} for c in ckpts],
@@ -176,11 +178,21 @@ def show(
         console.print(table)
     for c in ckpts:
         console.print(f"  checkpoint step {c.step}{' (best)' if c.is_best else ''}: {c.path}")
+    if videos:
+        console.print(f"  evaluation videos in {settings(ctx).run_dir(r.id) / 'videos'}: "
+                      + ", ".join(f"{it} ({len(files)})" for it, files in videos.items()), highlight=False)
     for e, u in zip(evals, used, strict=True):
         _print_evaluation(e, u)
     for e in events:
         color = {"error": "red", "warning": "yellow"}.get(e.level, "dim")
         console.print(f"  [{color}]{ago(e.time)} {e.kind}: {e.message}[/]")
+
+
+def training_videos(run_dir: Path) -> dict[str, list[str]]:
+    """The videos of a fine-tune's evaluations (`eval_videos`), by iteration folder."""
+    found = {f.name: sorted(str(v) for v in f.iterdir() if v.suffix in (".mp4", ".gif"))
+             for f in sorted((run_dir / "videos").glob("iter_*")) if f.is_dir()}
+    return {name: files for name, files in found.items() if files}
 
 
 def task_keys(store: Store, run_id: int) -> list[str]:
@@ -198,6 +210,8 @@ def _print_evaluation(e: Evaluation, used: EvaluatedCheckpoint) -> None:
     console.print(f"  eval {ago(e.created)} on {e.task}: success {_fmt(e.success_rate, pct=True)} over "
                   f"{e.episodes} episodes" + (f" ({how})" if how else "") + f", checkpoint {used.label}",
                   highlight=False)
+    if d.get("videos"):
+        console.print(f"    {len(d['videos'])} videos in {Path(d['videos'][0]).parent}", highlight=False)
     if d.get("suite") and d.get("tasks"):
         from fpoctl.commands.evaluate import task_table
 

@@ -131,6 +131,8 @@ class FinetuneConfig:
     """Episodes per evaluation (a suite: per task, on init states 0..N-1; see `fpoctl eval`)."""
     eval_noise: str = "zero"
     """Evaluation sampling: "zero" (from e = 0, FPO++) or "random" (openpi and LeRobot)."""
+    eval_videos: int = 0
+    """Videos of each evaluation's first N episodes, in runs/<id>/videos/iter_<k> (pixels only)."""
     checkpoint_every: int = 10
     """Checkpoint every this many iterations (and at the end)."""
     keep_checkpoints: int = 3
@@ -322,7 +324,7 @@ AT_LEAST_ONE = ("iterations", "horizon", "hidden", "num_envs", "rollout_chunks",
                 "expert_episodes", "steps", "batch_size", "log_every")
 """Counts that must be >= 1."""
 NOT_NEGATIVE = ("cpu_threads", "explore_scale", "clip_eps", "loss_clamp", "diff_clamp",
-                "max_grad_norm", "critic_warmup", "expert_noise", "seed")
+                "max_grad_norm", "critic_warmup", "expert_noise", "seed", "eval_videos")
 """Numbers that must be >= 0."""
 POSITIVE = ("actor_lr", "critic_lr", "lr", "target_kl")
 """Numbers that must be > 0."""

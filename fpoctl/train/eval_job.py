@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fpoctl import metric_names as names
+from fpoctl.errors import FpoctlError
 from fpoctl.settings import Settings
 from fpoctl.store import Store
 from fpoctl.train import preflight
@@ -59,10 +60,11 @@ def evaluate_policy(settings: Settings, source: str, *, task_name: str, episodes
                     num_envs: int = 16, workers: bool = False, seed: int = 0, device: str = "auto",
                     tokenizer: str | None = None, noise: str = "zero", max_steps: int | None = None,
                     notify: Callable[[str], None] | None = None,
-                    progress: EvalProgress | None = None) -> EvalReport:
+                    progress: EvalProgress | None = None, record: str | Path | None = None
+                    ) -> EvalReport:
     """Evaluate `source` by the protocol (a suite: `episodes` per task) and record it; obs_mode /
     exec_steps default to those the checkpoint was trained with. `notify` hears the settings
-    before the episodes start."""
+    before the episodes start; `record`: a folder for a video of each episode (pixel tasks)."""
     check_eval_input(episodes, max_steps=max_steps, exec_steps=exec_steps, num_envs=num_envs,
                      noise=noise, seed=seed, flow_steps=flow_steps)
     preflight.check_store(settings)
@@ -72,6 +74,10 @@ def evaluate_policy(settings: Settings, source: str, *, task_name: str, episodes
         task, dev, folder, run_id = ready.task, ready.device, ready.folder, ready.source_run
         assert folder is not None
         trained, obs_mode = training_config(folder), ready.obs_mode
+        record = None if record is None else Path(record).resolve()
+        if record is not None and obs_mode != "pixels":
+            raise FpoctlError(f"--record needs camera images: {task_name} is evaluated in obs_mode "
+                              f"{obs_mode} (try --obs-mode pixels with a pixels policy)")
         steps, steps_from = resolve_exec_steps(exec_steps, folder, trained)
         policy = load_policy_folder(folder, dev, tokenizer=ready.tokenizer)
         if steps > policy.horizon:
@@ -92,10 +98,12 @@ def evaluate_policy(settings: Settings, source: str, *, task_name: str, episodes
                               max_steps=budget)
         try:
             result = evaluator.run(policy, episodes, exec_steps=steps, flow_steps=flow_steps,
-                                   device=dev, noise=noise, progress=progress)
+                                   device=dev, noise=noise, progress=progress, record=record)
         finally:
             evaluator.close()
         total = int(result.metrics[names.EVAL_EPISODES])
+        if record is not None:
+            setup["videos"] = result.videos
         store.add_evaluation(run_id=run_id, source=str(source), task=task_name, episodes=total,
                              success_rate=result.metrics[names.EVAL_SUCCESS],
                              mean_return=result.metrics[names.EVAL_RETURN],

@@ -121,9 +121,10 @@ class _Session:
             with record.alive():
                 trainer = self.trainer = self._start(store, settings, run, cfg)
                 evaluates = ranks.is_main or trainer.sharded  # a sharded policy samples on every rank
+                videos = settings.run_dir(run.id) / "videos"
                 if trainer.iteration == 0 and evaluates:
                     with report.evaluation("evaluating the prior") as progress:
-                        result.before = trainer.evaluate(progress=progress)
+                        result.before = trainer.evaluate(progress=progress, record=videos / "iter_0000")
                     record.log(0, result.before)
                     record.event(f"prior: success {result.before[names.EVAL_SUCCESS]:.0%}", kind="eval")
                 while trainer.iteration < cfg.iterations:
@@ -135,7 +136,8 @@ class _Session:
                         what = ("final evaluation" if it == cfg.iterations
                                 else f"evaluating at iteration {it}/{cfg.iterations}")
                         with report.evaluation(what) as progress:
-                            metrics.update(trainer.evaluate(progress=progress))
+                            metrics.update(trainer.evaluate(progress=progress,
+                                                            record=videos / f"iter_{it:04d}"))
                         record.event(f"eval at {it}: success {metrics[names.EVAL_SUCCESS]:.0%}",
                                      kind="eval")
                     record.log(it, metrics)

@@ -141,6 +141,8 @@ def check_finetune(settings: Settings, store: Store, cfg: FinetuneConfig, *,
     if cfg.scope not in known_scopes():
         raise FpoctlError(f"scope must be one of {', '.join(known_scopes())}, got {cfg.scope!r}")
     task, mode = check_task(cfg.task, cfg.obs_mode, cfg.env_kwargs)
+    if cfg.eval_videos and mode != "pixels":
+        raise FpoctlError(f"eval_videos needs camera images: {cfg.task} runs in obs_mode {mode}")
     device = resolve_device(cfg.device)
     init = str(resume_from) if resume_from is not None else cfg.init
     folder, run, tok = check_policy(settings, store, cfg.policy, init, tokenizer=cfg.tokenizer,

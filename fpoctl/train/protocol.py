@@ -10,13 +10,15 @@ Metrics: `eval/success_rate`, `eval/return`, `eval/episode_len` (a suite: means 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from fpoctl import metric_names as m
 from fpoctl.envs import TaskSpec
+from fpoctl.envs.recording import Recording, check_recordable, recorded_videos
 from fpoctl.envs.vector import make_eval_vector_env
 from fpoctl.errors import FpoctlError
 from fpoctl.train.evaluate import run_episodes, summarize
@@ -55,6 +57,7 @@ class EvalResult:
 
     metrics: dict[str, float]
     tasks: list[TaskResult]
+    videos: list[str] = field(default_factory=list)  # files written by `record`, if any
 
     @property
     def is_suite(self) -> bool:
@@ -101,46 +104,74 @@ class Evaluator:
         self.workers, self.env_kwargs, self.max_steps = workers, env_kwargs, max_steps
         self._venv: Any = None
 
-    def _make_venv(self, episodes: int, subtask: int | None = None) -> Any:
-        return make_eval_vector_env(self.task, min(self.num_envs, episodes), obs_mode=self.obs_mode,
-                                    seed=self.seed, workers=self.workers, env_kwargs=self.env_kwargs,
-                                    subtask=subtask, budget=self.max_steps)
+    def _make_venv(self, episodes: int, subtask: int | None = None, record: str | Path | None = None,
+                   record_episodes: int | None = None) -> Any:
+        n = min(self.num_envs, episodes)
+        recording = None if record is None else Recording(
+            str(record), prefix="" if subtask is None else f"task{subtask}_",
+            episodes=min(episodes, record_episodes or episodes), num_envs=n)
+        venv = make_eval_vector_env(self.task, n, obs_mode=self.obs_mode, seed=self.seed,
+                                    workers=self.workers, env_kwargs=self.env_kwargs, subtask=subtask,
+                                    budget=self.max_steps, record=recording)
+        if record is not None:
+            try:
+                check_recordable(venv.single_observation_space, self.task.name,
+                                 self.obs_mode or self.task.default_obs_mode)
+            except FpoctlError:
+                venv.close()
+                raise
+        return venv
 
     def run(self, policy: FlowPolicy, episodes: int, *, exec_steps: int, flow_steps: int = 10,
             device: torch.device | str = "cpu", noise: str = "zero",
             all_done: Callable[[bool], bool] | None = None,
-            progress: EvalProgress | None = None) -> EvalResult:
-        """`episodes` episodes of the task, or of each task of a suite (see the module docstring)."""
+            progress: EvalProgress | None = None, record: str | Path | None = None,
+            record_episodes: int | None = None) -> EvalResult:
+        """`episodes` episodes of the task, or of each task of a suite (see the module docstring).
+        `record`: a folder for a video of each episode (or of the first `record_episodes` of each
+        task; pixel tasks; the envs that record are not kept)."""
         check_eval_input(episodes, noise=noise)
         kwargs = dict(exec_steps=exec_steps, flow_steps=flow_steps, seed=self.seed, device=device,
                       zero_noise=noise == "zero", all_done=all_done)
         if not self.task.is_suite:
-            if self._venv is None:
-                self._venv = self._make_venv(episodes)
-            eps = run_episodes(policy, self._venv, episodes, **kwargs,
-                               on_episode=_report(progress, self.task.name, 1, 1, episodes))
+            if record is not None:
+                venv = self._make_venv(episodes, record=record, record_episodes=record_episodes)
+            else:
+                self._venv = self._venv or self._make_venv(episodes)
+                venv = self._venv
+            try:
+                eps = run_episodes(policy, venv, episodes, **kwargs,
+                                   on_episode=_report(progress, self.task.name, 1, 1, episodes))
+            finally:
+                if venv is not self._venv:
+                    venv.close()  # closing flushes the videos
             result = TaskResult(self.task.name, None, "", summarize(eps), eps)
-            return EvalResult(result.metrics, [result])
+            return EvalResult(result.metrics, [result], _videos(record))
         prompts = self.task.subtasks() if self.task.subtasks else ()
         results = []
         for i, prompt in enumerate(prompts):
             name = f"{self.task.name}/{i}"
             if progress:
                 progress(name, i + 1, len(prompts), 0, episodes)
-            venv = self._make_venv(episodes, subtask=i)
+            venv = self._make_venv(episodes, subtask=i, record=record,
+                                   record_episodes=record_episodes)
             try:
                 eps = run_episodes(policy, venv, episodes, **kwargs,
                                    on_episode=_report(progress, name, i + 1, len(prompts), episodes))
             finally:
                 venv.close()
             results.append(TaskResult(name, i, prompt, summarize(eps), eps))
-        return EvalResult(suite_metrics(results), results)
+        return EvalResult(suite_metrics(results), results, _videos(record))
 
     def close(self) -> None:
         """Close the kept vector env."""
         if self._venv is not None:
             self._venv.close()
             self._venv = None
+
+
+def _videos(record: str | Path | None) -> list[str]:
+    return [] if record is None else [str(p) for p in recorded_videos(record)]
 
 
 def _report(progress: EvalProgress | None, name: str, number: int, tasks: int, episodes: int

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -171,12 +172,12 @@ class FPOTrainer:
         return torch.cat(out)[:, :self.exec_steps, :self.d_env].float()
 
     # -- evaluation ---------------------------------------------------------------------
-    def evaluate(self, episodes: int | None = None, progress: EvalProgress | None = None
-                 ) -> dict[str, float]:
+    def evaluate(self, episodes: int | None = None, progress: EvalProgress | None = None,
+                 record: Path | None = None) -> dict[str, float]:
         """The evaluation protocol (`protocol.py`: init states 0..N-1; a suite: N per task and
         the mean over tasks) on separate envs, `eval_noise` sampling; `progress` hears of each
         episode done. Sharded: every rank runs the same evaluation in step (rank 0's result is
-        the one recorded)."""
+        the one recorded). `record`: a folder for videos of the first `eval_videos` episodes."""
         cfg = self.cfg
         if self._evaluator is None:
             self._evaluator = Evaluator(self.task, num_envs=cfg.num_envs, obs_mode=cfg.obs_mode,
@@ -186,7 +187,8 @@ class FPOTrainer:
                                    exec_steps=self.exec_steps, flow_steps=cfg.flow_steps,
                                    device=self.device, noise=cfg.eval_noise,
                                    all_done=self.ranks.all_true if self.sharded else None,
-                                   progress=progress).metrics
+                                   progress=progress, record=record if cfg.eval_videos else None,
+                                   record_episodes=cfg.eval_videos).metrics
 
     def close(self) -> None:
         """Close the envs."""
