@@ -134,6 +134,8 @@ class Evaluator:
         kwargs = dict(exec_steps=exec_steps, flow_steps=flow_steps, seed=self.seed, device=device,
                       zero_noise=noise == "zero", all_done=all_done)
         if not self.task.is_suite:
+            if progress:
+                progress(self.task.name, 1, 1, 0, episodes)  # "0/N episodes" before the first ends
             if record is not None:
                 venv = self._make_venv(episodes, record=record, record_episodes=record_episodes)
             else:
