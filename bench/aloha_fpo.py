@@ -36,7 +36,7 @@ from fpoctl.train.recipes import RECIPES
 from fpoctl.train.sft_job import sft
 
 RECIPE = RECIPES["aloha-state"]
-PIXELS = {"image_height": 96, "image_width": 128}
+PIXELS = {"image_height": 48, "image_width": 64}  # pi0-tiny sees 32 x 32
 
 
 def expert_row(task: str, episodes: int) -> dict:
