@@ -155,3 +155,15 @@ def test_expert_demonstrations_in_state_mode_keep_the_successful_episodes() -> N
     demos = collect_demos(get_task("aloha-transfer-cube"), 2, seed=1, obs_mode="state")
     assert demos.ep_success.all() and demos.obs["state"].shape[1] == 35
     assert demos.actions.shape == (int(demos.ep_length.sum()), 14) and np.abs(demos.actions).max() <= 1.0
+
+
+@pytest.mark.parametrize("name", ["aloha-transfer-cube", "aloha-insertion"])
+def test_aloha_tasks_share_the_aloha_state_recipe_and_its_configs_validate(name: str) -> None:
+    from fpoctl.train.config import FinetuneConfig, SFTConfig
+    from fpoctl.train.recipes import RECIPES, recipe_for
+
+    recipe = recipe_for(name)
+    assert recipe is RECIPES["aloha-state"]
+    sft_cfg, ft_cfg = SFTConfig(task=name, **recipe.sft), FinetuneConfig(task=name, **recipe.finetune)
+    assert sft_cfg.obs_mode == ft_cfg.obs_mode == "state" and ft_cfg.exec_steps <= sft_cfg.horizon
+    get_task(name).check(ft_cfg.obs_mode, ft_cfg.env_kwargs)  # the env takes the recipe's env_kwargs
