@@ -32,6 +32,7 @@ from fpoctl.settings import Settings
 from fpoctl.store import Store
 from fpoctl.train.config import FinetuneConfig, SFTConfig
 from fpoctl.train.finetune_job import finetune
+from fpoctl.train.progress import LogLines
 from fpoctl.train.recipes import RECIPES
 from fpoctl.train.sft_job import sft
 
@@ -65,17 +66,12 @@ def env_steps(settings: Settings, run_id: int) -> tuple[float, float]:
 def fpo_row(settings: Settings, task: str, sft_over: dict, fpo_over: dict, label: str) -> dict:
     """SFT prior -> FPO fine-tune through fpoctl's own jobs; returns the numbers."""
     started = time.perf_counter()
-    prior = sft(settings, SFTConfig(task=task, **sft_over), name=f"{task}-{label}-prior")
+    prior = sft(settings, SFTConfig(task=task, **sft_over), name=f"{task}-{label}-prior",
+                progress=LogLines("step"))
     sft_s = time.perf_counter() - started
-
-    def progress(it: int, total: int, m: dict[str, float]) -> None:
-        evals = f" eval {m['eval/success_rate']:.0%}" if "eval/success_rate" in m else ""
-        print(f"  {task} [{label}] iteration {it}/{total}: rollout success "
-              f"{m.get('rollout/success_rate', float('nan')):.0%}{evals}", flush=True)
-
     started = time.perf_counter()
     result = finetune(settings, FinetuneConfig(task=task, init=str(prior.run_id), **fpo_over),
-                      name=f"{task}-{label}-fpo", progress=progress)
+                      name=f"{task}-{label}-fpo", progress=LogLines("iter"))
     fpo_s = time.perf_counter() - started
     steps, rollout_rate = env_steps(settings, result.run_id)
     return {"prior_run": prior.run_id, "fpo_run": result.run_id, "status": result.status,

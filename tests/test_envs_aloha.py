@@ -48,6 +48,14 @@ def test_actions_scale_joint_targets_into_the_task_s_action_box() -> None:
     env.close()
 
 
+def test_pixels_mode_takes_absolute_joint_targets_as_gym_aloha_and_lerobot() -> None:
+    require("gym_aloha")
+    env = get_task("aloha-transfer-cube").make_env("pixels", seed=0, image_height=48, image_width=64)
+    joints = np.array(JOINT_RANGES["transfer_cube"][1])
+    np.testing.assert_array_equal(env.unwrapped.action_from_joints(joints), joints.astype(np.float32))
+    env.close()
+
+
 def test_an_unknown_observation_mode_is_a_one_line_error() -> None:
     require("gym_aloha")
     with pytest.raises(FpoctlError, match="no observation mode 'depth'"):
@@ -113,7 +121,8 @@ def test_credit_success_credits_stage_4_for_the_rest_of_the_budget() -> None:
 
 
 def test_the_expert_acts_the_same_in_pixels_mode() -> None:
-    """The expert reads the simulator, not the observation: both modes get the same actions (and
+    """The expert reads the simulator, not the observation: both modes get the same joint targets
+    (pixels mode: as absolute joints, gym-aloha's actions; state mode: scaled into the box) (and
     rendering costs ~0.1 s a step here, so only the first steps are compared)."""
     require("gym_aloha")
     task = get_task("aloha-transfer-cube")
@@ -124,10 +133,11 @@ def test_the_expert_acts_the_same_in_pixels_mode() -> None:
         expert.reset(env)
         actions[mode] = []
         for _ in range(20):
-            actions[mode].append(expert.act(env, obs))
-            obs, *_ = env.step(actions[mode][-1])
+            action = expert.act(env, obs)
+            actions[mode].append(env.unwrapped.joints_from_action(action))
+            obs, *_ = env.step(action)
         env.close()
-    np.testing.assert_array_equal(actions["state"], actions["pixels"])
+    np.testing.assert_allclose(actions["state"], actions["pixels"], atol=1e-5)
     assert np.abs(np.diff(actions["state"], axis=0)).max() > 0  # a moving arm
 
 

@@ -5,9 +5,11 @@ normalised), prompt. Stock gym-aloha renders three 640x480 cameras per step and 
 here the task renders only the top camera, at the requested size (~3x faster).
 state (no camera, no renderer): state = joint positions (14) + joint velocities (14) + the
 objects' poses (env_state: cube 7, or peg 7 + socket 7).
-Actions, in both modes: 14 joint targets scaled into fpoctl's [-1, 1] box, joints = c + h * a
-over the part of each joint's range the task uses (`joint_box`; gym-aloha declares Box(-1, 1)
-but takes absolute joint targets, which leave it: the elbow bends to 1.6).
+Actions: pixels mode takes gym-aloha's own actions, 14 absolute joint targets (grippers 0..1),
+exactly what a LeRobot ALOHA checkpoint outputs (gym-aloha declares Box(-1, 1) but passes them
+through unclipped: the elbow bends to 1.6). State mode scales them into fpoctl's [-1, 1] box,
+joints = c + h * a over the part of each joint's range the task uses (`joint_box`), so the MLP
+policy's clip to the box fits the task.
 Reward: the stage 0..4 gym-aloha reports each step (also in info["stage"]); success (stage 4)
 ends the episode. With credit_success=True the success step is credited stage 4 for each step
 left in the budget (RL: otherwise stalling at stage 2 outscores finishing). The episode budget is
@@ -99,7 +101,10 @@ class AlohaEnv(gym.Env):
         self._env = control.Environment(physics, task_obj, time_limit=float("inf"), control_timestep=DT,
                                         flat_observation=False)
         self.max_steps = EPISODE_STEPS
-        self.joint_center, self.joint_half = joint_box(self.task_name)
+        # pixels: gym-aloha's own actions, absolute joint targets (what a LeRobot ALOHA checkpoint
+        # outputs after unnormalising); state: fpoctl's scaled box (for the MLP policy's clip)
+        self.joint_center, self.joint_half = joint_box(self.task_name) if obs_mode == "state" \
+            else (np.zeros(14), np.ones(14))
         if obs_mode == "pixels":
             self.observation_space = spaces.Dict({
                 "image/top": spaces.Box(0, 255, (image_height, image_width, 3), np.uint8),
