@@ -5,6 +5,7 @@ is refused before anything is written."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,12 @@ def test_the_trainer_evaluates_a_suite_task_by_task(home: Path, store: Store) ->
     assert shown.returncode == 0, shown.stderr
     assert "eval/success_rate" in shown.stdout
     assert all(f"eval/task_{i}/success_rate" in shown.stdout for i in range(10))
+
+
+def test_eval_off_a_terminal_prints_timestamped_episode_lines(home: Path, tmp_path: Path) -> None:
+    folder = save_mlp("fast-goal", tmp_path / "policy")
+    proc = run_cli("eval", str(folder), "--task", "fast-goal", "--episodes", "6")
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if "episodes" in line and " eval " in line]
+    assert lines[0].endswith("eval fast-goal: 0/6 episodes") and lines[-1].endswith(": 6/6 episodes")
+    assert all(re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", line) for line in lines)

@@ -47,6 +47,9 @@ def episode_progress(enabled: bool) -> Iterator[EvalProgress | None]:
     if not enabled:
         yield None
         return
+    if not console.is_terminal:  # nohup, CI, a pipe: timestamped lines instead of a bar
+        yield _episode_lines()
+        return
     columns = [TextColumn("[bold]eval[/] {task.fields[label]}"), BarColumn(),
                TextColumn("episodes {task.completed}/{task.total}"), TimeElapsedColumn(),
                TextColumn("ETA"), TimeRemainingColumn()]
@@ -66,6 +69,19 @@ def episode_progress(enabled: bool) -> Iterator[EvalProgress | None]:
     finally:
         if shown:
             bar.stop()
+
+
+def _episode_lines() -> EvalProgress:
+    """Eval progress as timestamped lines: the first, every 10 s, and each task's last."""
+    from fpoctl.train.progress import LogLines
+
+    lines = LogLines("episodes")
+
+    def update(name: str, number: int, tasks: int, done: int, episodes: int) -> None:
+        where = f"{name} (task {number}/{tasks})" if tasks > 1 else name
+        lines.phase(f"eval {where}: {done}/{episodes} episodes", done, episodes)
+
+    return update
 
 
 def evaluate(
